@@ -1,0 +1,1 @@
+"""The runner: Hydra entry points, shared Hydra/Lightning glue, recipes and benchmarks."""

@@ -1,0 +1,1 @@
+"""Hydra/Lightning glue shared by the entry points."""

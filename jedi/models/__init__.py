@@ -1,0 +1,1 @@
+"""Embeddings, hypernetworks, the student rate RNN and the baselines."""

@@ -1,0 +1,1 @@
+"""Losses of the self-adaptation stage: contrastive (InfoNCE), relation energies, adversarial."""

@@ -1,0 +1,56 @@
+"""Local contrastive relations (spec §5.2, eq. (1) with its −log, τ = 0.07).
+
+``info_nce``: for anchors a_i with positives p_i (all L2-normalised) and the other anchors as
+negatives (the code's scheme; §13(d) uses every in-batch anchor),
+
+    L_i = −log( e^{a_i·p_i/τ} / (e^{a_i·p_i/τ} + Σ_{j≠i} e^{a_i·a_j/τ}) ).
+
+``pose_invariant_augment`` draws the positive view A(x): colour changes only (brightness factor,
+per-channel gain, additive noise), no geometric change, so the pose is unchanged.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def info_nce(
+    anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 0.07, anchor: str = "all"
+) -> torch.Tensor:
+    """anchors, positives (N, D) → scalar loss; ``anchor='all'`` averages over every anchor,
+    ``'single'`` uses anchor 0 only (the released code)."""
+    if anchors.shape != positives.shape or anchors.ndim != 2:
+        raise ValueError(f"info_nce: anchors {tuple(anchors.shape)} and positives {tuple(positives.shape)} must be equal (N, D)")
+    if anchors.shape[0] < 2:
+        raise ValueError("info_nce needs at least 2 anchors (the other anchors are the negatives)")
+    a = F.normalize(anchors, dim=-1)
+    p = F.normalize(positives, dim=-1)
+    s_pos = (a * p).sum(-1, keepdim=True) / temperature  # (N, 1)
+    s_neg = a @ a.T / temperature  # (N, N); the diagonal is the anchor itself, not a negative
+    eye = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
+    logits = torch.cat([s_pos, s_neg.masked_fill(eye, float("-inf"))], dim=1)  # (N, 1 + N)
+    losses = torch.logsumexp(logits, dim=1) - s_pos.squeeze(1)
+    if anchor == "all":
+        return losses.mean()
+    if anchor == "single":
+        return losses[0]
+    raise ValueError(f"contrastive anchor must be 'all' or 'single', got {anchor!r}")
+
+
+def pose_invariant_augment(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    brightness: tuple[float, float] = (0.5, 1.5),
+    channel_gain: float = 0.2,
+    noise_std: float = 0.03,
+) -> torch.Tensor:
+    """images (..., C, H, W) in [0, 1] → a colour-jittered copy, one draw per image."""
+    lead = images.shape[:-3]
+    c = images.shape[-3]
+    shape = (*lead, 1, 1, 1)
+    dev, dt = images.device, images.dtype
+    lo, hi = brightness
+    factor = lo + (hi - lo) * torch.rand(shape, generator=generator).to(dev, dt)
+    gain = 1 + channel_gain * (2 * torch.rand((*lead, c, 1, 1), generator=generator) - 1).to(dev, dt)
+    noise = noise_std * torch.randn(images.shape, generator=generator).to(dev, dt)
+    return (images * factor * gain + noise).clamp(0.0, 1.0)

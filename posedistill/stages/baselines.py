@@ -1,0 +1,183 @@
+"""Baselines for stage E, all starting from G^s and training the same configurable encoder parts.
+
+- source only / contrastive only ("Ours-LL"): :class:`~posedistill.stages.adapt.AdaptStage` with
+  ``energies: []`` / ``[lcr, hcr]``.
+- :class:`PseudoLabelStage`: self-training on pseudo-labels ``D_p(G^s(x))`` of target frames, kept
+  where G^s is flip-consistent (the most consistent ``keep_fraction`` of each batch), fitted on a
+  pose-invariant augmented view.
+- :class:`DANNStage`: source supervision plus feature-adversarial alignment (gradient reversal on
+  the first FC feature), on ``(ImageBatch, ClipBatch)`` pairs from :class:`SourceTargetDataModule`.
+- :class:`OracleStage`: supervised on the target clips' ground-truth poses (an upper bound).
+Upstream: ``prior`` (decode), ``source`` (encoder).
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import CombinedLoader
+from torch import nn
+
+from posedistill.losses.adversarial import domain_loss, grad_reverse
+from posedistill.losses.contrastive import pose_invariant_augment
+from posedistill.models.heads import DomainClassifier
+from posedistill.skeleton import flip_pose
+from posedistill.stages.pose_eval import FrozenUpstream, PoseEvalModule
+
+
+class _FinetuneStage(FrozenUpstream, PoseEvalModule):
+    """G copied from G^s with only ``trainable`` parts free; subclasses define ``loss(batch)``."""
+
+    def __init__(self, upstream: Mapping[str, nn.Module], trainable: Sequence[str] | str, lr: float, clip_len: int,
+                 skeleton: str, seed: int):
+        super().__init__(skeleton)
+        self.prior = upstream["prior"]
+        self.encoder = copy.deepcopy(upstream["source"].encoder)
+        self.encoder.set_trainable(trainable)
+        self.lr, self.clip_len = lr, clip_len
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.prior]
+
+    def predict_pose(self, images: torch.Tensor) -> torch.Tensor:
+        return self.prior.decode(self.encoder(images))
+
+    def loss(self, batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.lr)
+
+
+class PseudoLabelStage(_FinetuneStage):
+    """Self-training on flip-consistent pseudo-labels from the frozen source model."""
+
+    def __init__(
+        self,
+        upstream: Mapping[str, nn.Module],
+        trainable: Sequence[str] | str = ("block3",),
+        lr: float = 1e-4,
+        keep_fraction: float = 0.5,
+        skeleton: str = "paper17",
+        clip_len: int = 30,
+        augment: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        **dims: Any,
+    ):
+        super().__init__(upstream, trainable, lr, clip_len, skeleton, seed)
+        self.save_hyperparameters(ignore=["upstream"])
+        if not 0 < keep_fraction <= 1:
+            raise ValueError(f"model.keep_fraction must be in (0, 1], got {keep_fraction}")
+        self.teacher = copy.deepcopy(upstream["source"].encoder).requires_grad_(False)
+        self.augment_kw = dict(augment or {})
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.prior, self.teacher]
+
+    def loss(self, batch) -> torch.Tensor:
+        frames = batch.images[:, : self.clip_len].flatten(0, 1)  # (B·T, C, H, W)
+        with torch.no_grad():
+            label = self.prior.decode(self.teacher(frames))
+            mirrored = flip_pose(self.prior.decode(self.teacher(frames.flip(-1))), self.skeleton)
+            inconsistency = (label - mirrored).norm(dim=-1).mean(-1)  # (B·T,)
+            n_keep = max(1, int(round(self.hparams.keep_fraction * len(frames))))
+            keep = inconsistency.topk(n_keep, largest=False).indices
+        view = pose_invariant_augment(frames[keep], self._gen, **self.augment_kw)
+        return (self.predict_pose(view) - label[keep]).abs().mean()
+
+
+class OracleStage(_FinetuneStage):
+    """Supervised fine-tuning on the target clips' ground-truth poses (uses target labels)."""
+
+    def __init__(
+        self,
+        upstream: Mapping[str, nn.Module],
+        trainable: Sequence[str] | str = "all",
+        lr: float = 3e-4,
+        clip_len: int = 30,
+        skeleton: str = "paper17",
+        seed: int = 0,
+        **dims: Any,
+    ):
+        super().__init__(upstream, trainable, lr, clip_len, skeleton, seed)
+        self.save_hyperparameters(ignore=["upstream"])
+
+    def loss(self, batch) -> torch.Tensor:
+        frames = batch.images[:, : self.clip_len].flatten(0, 1)
+        poses = batch.poses[:, : self.clip_len].flatten(0, 1)
+        return (self.predict_pose(frames) - poses).abs().mean()
+
+
+class DANNStage(_FinetuneStage):
+    """Source L1 through the frozen decoder + a domain classifier on the first FC feature behind
+    a gradient-reversal layer (weight ``adv_weight``); batches are (ImageBatch, ClipBatch)."""
+
+    def __init__(
+        self,
+        upstream: Mapping[str, nn.Module],
+        trainable: Sequence[str] | str = ("block3",),
+        lr: float = 1e-4,
+        adv_weight: float = 0.1,
+        frames_per_clip: int = 4,
+        classifier_hidden: Sequence[int] = (256, 256),
+        clip_len: int = 30,
+        skeleton: str = "paper17",
+        seed: int = 0,
+        **dims: Any,
+    ):
+        super().__init__(upstream, trainable, lr, clip_len, skeleton, seed)
+        self.save_hyperparameters(ignore=["upstream"])
+        self.domain = DomainClassifier(self.encoder.fc_latent.in_features, classifier_hidden)
+
+    def loss(self, batch) -> torch.Tensor:
+        source, target = batch
+        t_frames = target.images[:, : self.clip_len]
+        idx = torch.randint(0, t_frames.shape[1], (self.hparams.frames_per_clip,), generator=self._gen)
+        t_frames = t_frames[:, idx.to(t_frames.device)].flatten(0, 1)  # (B·k, C, H, W)
+        feat_s, z_s = self.encoder.features(source.images)
+        feat_t, _ = self.encoder.features(t_frames)
+        sup = (self.prior.decode(z_s) - source.poses).abs().mean()
+        scale = self.hparams.adv_weight
+        adv = domain_loss(self.domain(grad_reverse(feat_s, scale)), self.domain(grad_reverse(feat_t, scale)))
+        self.log("train/domain_loss", adv)
+        self.log("train/source_l1", sup)
+        return sup + adv
+
+
+class SourceTargetDataModule(pl.LightningDataModule):
+    """Pairs a source-image datamodule's training batches with a target-clip datamodule's
+    (cycling the shorter); val/test are the target datamodule's labelled test clips."""
+
+    def __init__(self, source: pl.LightningDataModule, target: pl.LightningDataModule, num_workers: int = 0):
+        super().__init__()
+        self.source, self.target = source, target
+
+    @property
+    def dims(self) -> dict:
+        return {**getattr(self.source, "dims", {}), **getattr(self.target, "dims", {})}
+
+    def prepare_data(self) -> None:
+        self.source.prepare_data()
+        self.target.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        self.source.setup(stage)
+        self.target.setup(stage)
+
+    def train_dataloader(self):
+        return CombinedLoader([self.source.train_dataloader(), self.target.train_dataloader()], mode="max_size_cycle")
+
+    def val_dataloader(self):
+        return self.target.val_dataloader()
+
+    def test_dataloader(self):
+        return self.target.test_dataloader()

@@ -1,0 +1,112 @@
+"""Shared evaluation of the image → pose stages (D, E and the baselines) on labelled target clips.
+
+Inference is per frame, ``ŷ = D_p(G(x))`` (spec §1.2). Val/test batches are ``ImageBatch``
+(images (B, C, H, W), poses (B, J, 3)) or ``ClipBatch`` (images (B, T, C, H, W), poses
+(B, T, J, 3)); clips are flattened to frames. Metrics are P1's torchmetrics
+(``posedistill.metrics``), logged as ``<split>/<name>`` at the end of the epoch; the
+``*_gtbones`` variants first give the prediction the ground-truth bone lengths (the released
+code's evaluation), the others use the prediction as is. The first
+``n_examples`` test frames (prediction and ground truth) are saved to
+``<run dir>/test_examples.npz`` for qualitative figures.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from posedistill import metrics as pose_metrics
+from posedistill.skeleton import get_skeleton
+
+
+def build_pose_metrics() -> nn.ModuleDict:
+    """name → metric; names ending in ``_gtbones`` are fed GT-bone-length predictions."""
+    return nn.ModuleDict(
+        {
+            "mpjpe": pose_metrics.MPJPE(),
+            "mpjpe_gtbones": pose_metrics.MPJPE(),
+            "pa_mpjpe": pose_metrics.PAMPJPE(),
+            "pa_mpjpe_gtbones": pose_metrics.PAMPJPE(),
+            "n_mpjpe": pose_metrics.NMPJPE(),
+            "pck": pose_metrics.PCK3D(),
+            "auc": pose_metrics.AUC3D(),
+        }
+    )
+
+
+def frames_of(images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, C, H, W), (B, T, J, 3) → (B·T, C, H, W), (B·T, J, 3); frame batches pass through."""
+    if images.ndim == 5:
+        return images.flatten(0, 1), poses.flatten(0, 1)
+    if images.ndim == 4:
+        return images, poses
+    raise ValueError(f"evaluation batch images must be (B, C, H, W) or (B, T, C, H, W), got {tuple(images.shape)}")
+
+
+class PoseEvalModule(pl.LightningModule):
+    """Base class: subclasses implement ``predict_pose(images (N, C, H, W)) -> (N, J, 3)``;
+    ``skeleton`` names the pose skeleton (flips, GT-bone rescaling)."""
+
+    n_examples = 64
+
+    def __init__(self, skeleton: str = "paper17") -> None:
+        super().__init__()
+        self.skeleton = get_skeleton(skeleton)
+        self.metrics = nn.ModuleDict({"val": build_pose_metrics(), "test": build_pose_metrics()})
+        self._examples: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def predict_pose(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _eval_step(self, batch, split: str) -> None:
+        images, poses = frames_of(batch.images, batch.poses)
+        with torch.no_grad():
+            pred = self.predict_pose(images)
+            pred_gtbones = pose_metrics.rescale_to_gt_bones(pred, poses, self.skeleton)
+        for name, metric in self.metrics[split].items():
+            metric.update(pred_gtbones if name.endswith("_gtbones") else pred, poses)
+        if split == "test" and sum(len(p) for p, _ in self._examples) < self.n_examples:
+            self._examples.append((pred.cpu().numpy(), poses.cpu().numpy()))
+
+    def _eval_epoch_end(self, split: str) -> None:
+        for name, metric in self.metrics[split].items():
+            self.log(f"{split}/{name}", metric.compute(), prog_bar=name == "pa_mpjpe")
+            metric.reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self._examples = []
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+        if self._examples and self.trainer is not None and self.trainer.default_root_dir:
+            pred = np.concatenate([p for p, _ in self._examples])[: self.n_examples]
+            true = np.concatenate([t for _, t in self._examples])[: self.n_examples]
+            out = Path(self.trainer.default_root_dir) / "test_examples.npz"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(out, pred=pred, true=true)
+
+
+class FrozenUpstream:
+    """Mixin: keeps the upstream stages (given by ``frozen_modules``) in eval mode whatever
+    ``train()`` is called with, since Lightning puts every submodule in train mode on fit."""
+
+    def frozen_modules(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()
+        return self

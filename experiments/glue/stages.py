@@ -1,0 +1,72 @@
+"""Prerequisite stages (teachers, priors, ...) trained before the main model and cached.
+
+A stage is reused when its resolved config, its upstream stages and the seed are unchanged; its
+cache holds only a state_dict, the resolved config and its metrics (never pickled objects).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.glue.build import build_datamodule, build_model, build_trainer
+from experiments.glue.callbacks import DivergenceGuard
+from experiments.glue.checkpoint_io import AtomicCheckpointIO, load_checkpoint
+from jedi.data.trials import config_hash
+
+log = logging.getLogger(__name__)
+
+
+def _upstream_names(stage: DictConfig) -> list[str]:
+    names = []
+    for part in ("data", "model"):
+        node = stage.get(part)
+        if node is not None and "upstream" in node:
+            names += list(node.upstream)
+    return names
+
+
+def run_stages(cfg: DictConfig) -> dict[str, pl.LightningModule]:
+    """Train (or reuse) every stage in `cfg.stages`, in order; returns frozen modules by name."""
+    done: dict[str, pl.LightningModule] = {}
+    hashes: dict[str, str] = {}
+    for name, stage in (cfg.get("stages") or {}).items():
+        for part in ("data", "model"):
+            if stage.get(part) is None:
+                raise ValueError(f"stages.{name}.{part} is missing")
+        key = {"stage": OmegaConf.to_container(stage, resolve=True), "seed": cfg.seed,
+               "upstream": {u: hashes.get(u) for u in _upstream_names(stage)}}
+        hashes[name] = config_hash(key)
+        stage_dir = Path(cfg.paths.cache_dir) / "stages" / f"{name}-{hashes[name]}"
+        ckpt = stage_dir / "model.ckpt"
+        pl.seed_everything(cfg.seed, workers=True)
+        dm = build_datamodule(stage.data, done, where=f"stages.{name}.data")
+        model = build_model(stage.model, stage.get("loss"), dm, done, where=f"stages.{name}.model")
+        if ckpt.exists():
+            try:
+                model.load_state_dict(load_checkpoint(ckpt)["state_dict"])
+                log.info("stage %s: reusing %s", name, ckpt)
+            except Exception as err:  # half-written or stale: retrain, never use half-read
+                log.warning("stage %s: cached checkpoint unusable (%s); retraining", name, err)
+                ckpt.unlink()
+        if not ckpt.exists():
+            log.info("stage %s: training into %s", name, stage_dir)
+            trainer_cfg = OmegaConf.merge(cfg.trainer, stage.get("trainer") or {})
+            trainer_cfg.default_root_dir = str(stage_dir)
+            trainer_cfg.enable_checkpointing = False
+            trainer = build_trainer(trainer_cfg, [DivergenceGuard()],
+                                    [pl.loggers.CSVLogger(str(stage_dir), name="csv", version="")])
+            trainer.fit(model, datamodule=dm)
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            (stage_dir / "config.yaml").write_text(OmegaConf.to_yaml(stage, resolve=True))
+            (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            AtomicCheckpointIO().save_checkpoint({"state_dict": model.state_dict()}, ckpt)
+        model.eval()
+        model.requires_grad_(False)
+        done[name] = model
+    return done

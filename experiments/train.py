@@ -1,0 +1,21 @@
+"""Train, test, analyse: `python -m experiments.train experiment=jedi/multifreq [overrides]`."""
+from __future__ import annotations
+
+from typing import Optional
+
+import hydra
+from omegaconf import DictConfig
+
+from experiments.glue.config import prepare_config
+from experiments.glue.run import run_task, train
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> Optional[float]:
+    prepare_config(cfg)
+    metrics = run_task(train, cfg)
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

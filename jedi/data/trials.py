@@ -1,0 +1,247 @@
+"""Trial-aligned datasets: the in-memory form every JEDI data source produces, and the datamodule
+that splits it into train / val / test trials and held-out conditions."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialSet:
+    """Trials of population activity with their condition labels.
+
+    ``data`` (n, T, K) float32 with NaN for missing entries; ``conditions`` (n,) int64 indices into
+    ``condition_names``; ``condition_values`` (C,) an optional number per condition (e.g. frequency);
+    ``extras`` per-trial arrays with leading dim n; ``meta`` dataset-level arrays and scalars.
+    """
+
+    data: Tensor
+    conditions: Tensor
+    condition_names: list[str]
+    dt: float
+    condition_values: Optional[Tensor] = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def validate(self, origin: str) -> "TrialSet":
+        """Check shapes and values; errors name the origin (file or source) and the array."""
+        if self.data.ndim != 3:
+            raise ValueError(f"{origin}: array 'data' must be (trials, time, neurons), got shape {tuple(self.data.shape)}")
+        if not torch.is_floating_point(self.data):
+            raise ValueError(f"{origin}: array 'data' must be floating point, got {self.data.dtype}")
+        n = self.data.shape[0]
+        if n == 0:
+            raise ValueError(f"{origin}: array 'data' holds no trials")
+        if self.conditions.shape != (n,):
+            raise ValueError(f"{origin}: array 'condition' must be ({n},) to match 'data', got {tuple(self.conditions.shape)}")
+        if int(self.conditions.min()) < 0 or int(self.conditions.max()) >= len(self.condition_names):
+            raise ValueError(f"{origin}: 'condition' labels must index {len(self.condition_names)} condition names")
+        if torch.isinf(self.data).any():
+            raise ValueError(f"{origin}: array 'data' contains inf")
+        if torch.isnan(self.data).all(dim=(1, 2)).any():
+            bad = torch.nonzero(torch.isnan(self.data).all(dim=(1, 2))).flatten()[:5].tolist()
+            raise ValueError(f"{origin}: array 'data' has trials that are entirely NaN (e.g. {bad})")
+        for k, v in self.extras.items():
+            if v.shape[0] != n:
+                raise ValueError(f"{origin}: extra array '{k}' has {v.shape[0]} trials, 'data' has {n}")
+        if not self.dt > 0:
+            raise ValueError(f"{origin}: 'dt' must be > 0, got {self.dt}")
+        return self
+
+    def subset(self, idx: Tensor) -> "TrialSet":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return TrialSet(self.data[idx], self.conditions[idx], self.condition_names, self.dt,
+                        self.condition_values, {k: v[idx] for k, v in self.extras.items()}, self.meta)
+
+    # -- cache files: plain arrays + JSON, never pickles ---------------------------------------
+    def save(self, path: Path) -> None:
+        """Write atomically (temporary file, then rename) as .npz."""
+        arrays = {"data": self.data.numpy(), "condition": self.conditions.numpy(), "dt": np.asarray(self.dt)}
+        if self.condition_values is not None:
+            arrays["condition_values"] = self.condition_values.numpy()
+        arrays.update({f"extras/{k}": v.numpy() for k, v in self.extras.items()})
+        scalars = {}
+        for k, v in self.meta.items():
+            if isinstance(v, (np.ndarray, Tensor)):
+                arrays[f"meta/{k}"] = np.asarray(v)
+            else:
+                scalars[k] = v
+        arrays["json"] = np.asarray(json.dumps({"condition_names": self.condition_names, "meta": scalars}))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+        os.close(fd)
+        try:
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(cls, path: Path) -> "TrialSet":
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["json"]))
+            meta = dict(info["meta"])
+            meta.update({k[5:]: z[k] for k in z.files if k.startswith("meta/")})
+            return cls(
+                data=torch.from_numpy(z["data"]), conditions=torch.from_numpy(z["condition"]).long(),
+                condition_names=list(info["condition_names"]), dt=float(z["dt"]),
+                condition_values=torch.from_numpy(z["condition_values"]) if "condition_values" in z.files else None,
+                extras={k[7:]: torch.from_numpy(z[k]) for k in z.files if k.startswith("extras/")}, meta=meta)
+
+
+def config_hash(config: dict) -> str:
+    """Stable short hash of a JSON-serialisable config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_or_generate(source: Callable[[], TrialSet], cache_dir: Optional[str]) -> TrialSet:
+    """Call ``source`` or reuse its cached output; a source is cacheable if it has ``cache_key()``.
+
+    A cache file that fails to load is reported and regenerated, never used half-read.
+    """
+    key_fn = getattr(source, "cache_key", None)
+    if cache_dir is None or key_fn is None:
+        return source()
+    key = key_fn()
+    path = Path(cache_dir) / f"{type(source).__name__}-{config_hash(key)}.npz"
+    if path.exists():
+        try:
+            return TrialSet.load(path).validate(str(path))
+        except Exception as err:  # corrupt or truncated cache: regenerate
+            log.warning("cached dataset %s failed to load (%s); regenerating it", path, err)
+    trials = source()
+    trials.save(path)
+    return trials
+
+
+class TrialBatch(NamedTuple):
+    """A batch of trials: positions in their split (B,), condition labels (B,), data (B, T, K), and
+    per-trial extras."""
+
+    index: Tensor
+    condition: Tensor
+    data: Tensor
+    extras: dict
+
+
+class _TrialDataset(Dataset):
+    def __init__(self, trials: TrialSet):
+        self.trials = trials
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+    def __getitem__(self, i: int) -> TrialBatch:
+        t = self.trials
+        return TrialBatch(torch.tensor(i), t.conditions[i], t.data[i], {k: v[i] for k, v in t.extras.items()})
+
+
+def stratified_split(conditions: Tensor, fractions: Sequence[float], seed: int) -> list[Tensor]:
+    """Split trial indices per condition by ``fractions`` (summing to 1), seeded; returns index sets."""
+    gen = torch.Generator().manual_seed(seed)
+    parts: list[list[Tensor]] = [[] for _ in fractions]
+    bounds = np.cumsum(fractions)
+    for c in torch.unique(conditions):
+        idx = torch.nonzero(conditions == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        cuts = [0] + [int(round(b * len(idx))) for b in bounds]
+        for p in range(len(fractions)):
+            parts[p].append(idx[cuts[p]:cuts[p + 1]])
+    return [torch.sort(torch.cat(p)).values for p in parts]
+
+
+class TrialDataModule(pl.LightningDataModule):
+    """Splits a TrialSet into train / val / test trials (stratified by condition) and held-out
+    conditions, whose trials are never trained on.
+
+    Args:
+        source: callable returning a TrialSet (a simulator or a file loader).
+        heldout_conditions: condition names whose trials form ``heldout_set``.
+        split: fractions of each seen condition's trials for train / val / test.
+    """
+
+    def __init__(self, source: Callable[[], TrialSet], batch_size: int = 64, num_workers: int = 0,
+                 seed: int = 0, split: Sequence[float] = (0.7, 0.15, 0.15),
+                 heldout_conditions: Sequence[str] = (), cache_dir: Optional[str] = None,
+                 transform: Optional[Callable[[TrialSet], TrialSet]] = None):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6 or min(split) < 0:
+            raise ValueError(f"data.split must be three non-negative fractions summing to 1, got {list(split)}")
+        self.source, self.transform = source, transform
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.split, self.heldout_conditions, self.cache_dir = tuple(split), list(heldout_conditions), cache_dir
+        self.full_set: Optional[TrialSet] = None
+
+    def prepare_data(self) -> None:
+        load_or_generate(self.source, self.cache_dir)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.full_set is not None:
+            return
+        trials = load_or_generate(self.source, self.cache_dir)
+        if self.transform is not None:
+            trials = self.transform(trials)
+        self.full_set = trials.validate(type(self.source).__name__)
+        names = trials.condition_names
+        unknown = [c for c in self.heldout_conditions if c not in names]
+        if unknown:
+            raise ValueError(f"data.heldout_conditions: {unknown} are not conditions of this dataset; valid: {names}")
+        present = set(torch.unique(trials.conditions).tolist())
+        held = torch.tensor([names.index(c) for c in self.heldout_conditions], dtype=torch.long)
+        if len(present - set(held.tolist())) < 1:
+            raise ValueError(f"data.heldout_conditions holds out all {len(present)} conditions; at least one must be trained on")
+        is_held = torch.isin(trials.conditions, held)
+        seen = torch.nonzero(~is_held).flatten()
+        parts = stratified_split(trials.conditions[seen], self.split, self.seed)
+        self.train_set, self.val_set, self.test_set = (trials.subset(seen[p]) for p in parts)
+        self.heldout_set = trials.subset(torch.nonzero(is_held).flatten())
+        for name, s in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)):
+            if len(s) == 0:
+                raise ValueError(f"data.split {list(self.split)} leaves the {name} split empty ({len(seen)} trials of seen conditions)")
+
+    @property
+    def dims(self) -> dict:
+        """Late sizes the model is built with."""
+        if self.full_set is None:
+            self.setup()
+        return {"n_neurons": self.full_set.data.shape[2], "n_steps": self.full_set.data.shape[1],
+                "n_train_trials": len(self.train_set), "n_conditions": len(self.full_set.condition_names),
+                "dt": self.full_set.dt}
+
+    def _loader(self, trials: TrialSet, shuffle: bool) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(_TrialDataset(trials), batch_size=self.batch_size, shuffle=shuffle, generator=gen,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """Held-out trials of seen conditions, then trials of held-out conditions (if any)."""
+        loaders = [self._loader(self.test_set, shuffle=False)]
+        if len(self.heldout_set):
+            loaders.append(self._loader(self.heldout_set, shuffle=False))
+        return loaders

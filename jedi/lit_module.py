@@ -1,0 +1,190 @@
+"""JEDI as a LightningModule: context table -> hypernetwork -> student RNN, fitted to trials.
+
+Training optimises the hypernetwork (and readout) jointly with one embedding per training trial.
+Validation and test infer a fresh embedding for every held-out trial with everything else frozen
+(spec jedi.md §8b) and score the reconstruction on those trials.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from jedi.data.trials import TrialBatch
+from jedi.losses import MaskedMSE, embedding_l2
+from jedi.metrics.r2 import MeanNeuronR2, VarianceWeightedR2
+from jedi.models.embeddings import ContextTable
+from jedi.models.rnn import RateRNN, RecurrentWeights
+
+TEST_SPLITS = ("test", "heldout_cond")
+
+
+class InferredEmbeddings(NamedTuple):
+    """Embeddings inferred for one evaluation split, with the trials' labels and the split's R^2."""
+
+    embeddings: Tensor
+    conditions: Tensor
+    r2: float
+
+
+class JediModule(pl.LightningModule):
+    """JEDI: per-trial context embeddings mapped by a hypernetwork to the student's recurrent weights.
+
+    Args (the first five are late sizes from the datamodule's ``dims``):
+        hypernet: partial constructor ``(embedding_dim, n_units) -> LowRankHypernet | FullRankHypernet``.
+        rnn: partial constructor ``(dt) -> RateRNN``.
+        loss: reconstruction loss (``MaskedMSE`` on rates, ``PoissonNLL`` on counts).
+        latent_dim: None for one unit per observed neuron; M for M units and a linear readout.
+        init_state: ``data`` (x_0 = atanh(y_0), unit mode only) or ``context`` (x_0 from c).
+        infer: held-out embedding inference: steps (test), val_steps, lr, split (none | time | neurons),
+            fraction (time split), heldout_neurons (fraction held out in the neuron split).
+    """
+
+    def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,
+                 hypernet: Callable[..., nn.Module], rnn: Callable[..., RateRNN], loss: Optional[nn.Module] = None,
+                 embedding_dim: int = 8, embedding_tie: str = "trial", embedding_init_std: float = 0.1,
+                 embedding_l2: float = 1e-4, latent_dim: Optional[int] = None, init_state: str = "data",
+                 lr: float = 1e-3, embedding_lr: float = 1e-2, weight_decay: float = 0.0,
+                 infer: Optional[dict] = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["hypernet", "rnn", "loss"])
+        if init_state not in ("data", "context"):
+            raise ValueError(f"model.init_state must be 'data' or 'context', got {init_state!r}")
+        if latent_dim is not None and init_state == "data":
+            raise ValueError("model.init_state=data needs one unit per neuron; use init_state=context with model.latent_dim")
+        self.loss_fn = loss if loss is not None else MaskedMSE()
+        self.n_units = latent_dim or n_neurons
+        self.embeddings = ContextTable(n_train_trials, n_conditions, embedding_dim, embedding_tie, embedding_init_std)
+        self.hypernet = hypernet(embedding_dim=embedding_dim, n_units=self.n_units, init_state=init_state == "context")
+        self.rnn = rnn(dt=dt)
+        self.readout = nn.Linear(self.n_units, n_neurons) if latent_dim is not None else None
+        self.infer_cfg = {"steps": 300, "val_steps": 50, "lr": 1e-2, "split": "none", "fraction": 0.5,
+                          "heldout_neurons": 0.25, **(infer or {})}
+        if self.infer_cfg["split"] not in ("none", "time", "neurons"):
+            raise ValueError(f"model.infer.split must be none, time or neurons, got {self.infer_cfg['split']!r}")
+        if self.infer_cfg["split"] == "neurons" and init_state == "data":
+            raise ValueError("model.infer.split=neurons with init_state=data would read held-out neurons' first frame")
+        self.val_metrics = nn.ModuleDict({"r2": VarianceWeightedR2(n_neurons), "r2_neuron_mean": MeanNeuronR2(n_neurons)})
+        self.test_metrics = nn.ModuleDict({
+            f"{name}{'' if split == 'test' else '_' + split}": cls(n_neurons)
+            for split in TEST_SPLITS for name, cls in (("r2", VarianceWeightedR2), ("r2_neuron_mean", MeanNeuronR2))})
+        self.inferred: dict[str, InferredEmbeddings] = {}
+        self._inferred_parts: dict[str, list] = {}
+
+    # -- model -------------------------------------------------------------------------------
+    def weights_for(self, c: Tensor) -> RecurrentWeights:
+        """Recurrent weights of the student for contexts c (B, d)."""
+        return self.hypernet(c)
+
+    def initial_state(self, c: Tensor, data: Tensor) -> Tensor:
+        if self.hparams.init_state == "context":
+            return self.hypernet.initial_state(c)
+        y0 = torch.nan_to_num(data[:, 0]).clamp(-0.999, 0.999)
+        return torch.atanh(y0)
+
+    def _raw(self, c: Tensor, data: Tensor) -> Tensor:
+        """Unlinked prediction (B, T, K): rates (MSE) or log-rates (Poisson)."""
+        rates = self.rnn(self.weights_for(c), self.initial_state(c, data), data.shape[1])
+        return rates if self.readout is None else self.readout(rates)
+
+    def predict(self, c: Tensor, batch: TrialBatch) -> Tensor:
+        """Predicted observations (B, T, K) in data units (rates, or expected counts per bin)."""
+        raw = self._raw(c, batch.data)
+        return torch.exp(raw) if getattr(self.loss_fn, "link", "identity") == "exp" else raw
+
+    def train_embeddings(self) -> Tensor:
+        """Embeddings of the training trials (n_train, d), in the training set's order."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        conditions = dm.train_set.conditions.to(self.device) if dm is not None else None
+        return self.embeddings.per_trial(conditions).detach()
+
+    def _objective(self, c: Tensor, data: Tensor) -> tuple[Tensor, Tensor]:
+        recon = self.loss_fn(self._raw(c, data), data)
+        return recon + self.hparams.embedding_l2 * embedding_l2(c), recon
+
+    # -- training ------------------------------------------------------------------------------
+    def training_step(self, batch: TrialBatch, batch_idx: int) -> Tensor:
+        c = self.embeddings(batch.index, batch.condition)
+        loss, recon = self._objective(c, batch.data)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.index))
+        self.log("train/recon", recon, batch_size=len(batch.index))
+        return loss
+
+    def configure_optimizers(self):
+        net = [p for n, p in self.named_parameters() if not n.startswith("embeddings.")]
+        return torch.optim.AdamW([
+            {"params": net, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
+            {"params": self.embeddings.parameters(), "lr": self.hparams.embedding_lr, "weight_decay": 0.0},
+        ])
+
+    # -- held-out trials -------------------------------------------------------------------------
+    def _fit_and_score_masks(self, data: Tensor) -> tuple[Tensor, Tensor]:
+        """Data views (NaN outside) used to fit the embedding and to score it (infer.split)."""
+        split = self.infer_cfg["split"]
+        if split == "none":
+            return data, data
+        fit, score = data.clone(), data.clone()
+        if split == "time":
+            cut = int(round(self.infer_cfg["fraction"] * data.shape[1]))
+            fit[:, cut:], score[:, :cut] = float("nan"), float("nan")
+        else:
+            cut = data.shape[2] - int(round(self.infer_cfg["heldout_neurons"] * data.shape[2]))
+            fit[:, :, cut:], score[:, :, :cut] = float("nan"), float("nan")
+        return fit, score
+
+    def infer_embeddings(self, batch: TrialBatch, steps: int) -> Tensor:
+        """Fresh embeddings (B, d) for held-out trials, optimised with everything else frozen.
+
+        Starts at the mean training embedding; Adam on the training objective. Embeddings are
+        independent, so solving the whole batch at once is exact.
+        """
+        fit, _ = self._fit_and_score_masks(batch.data)
+        c = self.embeddings.mean().detach().expand(len(batch.index), -1).clone().requires_grad_(True)
+        opt = torch.optim.Adam([c], lr=self.infer_cfg["lr"])
+        with torch.enable_grad():
+            for _ in range(steps):
+                loss, _ = self._objective(c, fit)
+                # gradient w.r.t. c only: the frozen network's .grad buffers are never touched
+                (c.grad,) = torch.autograd.grad(loss * len(batch.index), [c])
+                opt.step()
+        return c.detach()
+
+    def _evaluate(self, batch: TrialBatch, steps: int) -> tuple[Tensor, Tensor, Tensor]:
+        c = self.infer_embeddings(batch, steps)
+        _, score = self._fit_and_score_masks(batch.data)
+        with torch.no_grad():
+            pred = self.predict(c, batch)
+        return c, pred, score
+
+    def validation_step(self, batch: TrialBatch, batch_idx: int) -> None:
+        c, pred, score = self._evaluate(batch, self.infer_cfg["val_steps"])
+        with torch.no_grad():
+            _, recon = self._objective(c, score)
+        for metric in self.val_metrics.values():
+            metric.update(pred, score)
+        self.log("val/loss", recon, batch_size=len(batch.index), sync_dist=True)
+        self.log_dict({f"val/{k}": m for k, m in self.val_metrics.items()}, batch_size=len(batch.index))
+
+    def on_test_epoch_start(self) -> None:
+        self._inferred_parts = {s: [] for s in TEST_SPLITS}
+
+    def test_step(self, batch: TrialBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        split = TEST_SPLITS[dataloader_idx]
+        suffix = "" if split == "test" else "_" + split
+        c, pred, score = self._evaluate(batch, self.infer_cfg["steps"])
+        self._inferred_parts[split].append((c.cpu(), batch.condition.cpu()))
+        for name in ("r2", "r2_neuron_mean"):
+            metric = self.test_metrics[name + suffix]
+            metric.update(pred, score)
+            self.log(f"test/{name}{suffix}", metric, batch_size=len(batch.index), add_dataloader_idx=False)
+
+    def on_test_epoch_end(self) -> None:
+        for split, parts in self._inferred_parts.items():
+            if not parts:
+                continue
+            suffix = "" if split == "test" else "_" + split
+            self.inferred[split] = InferredEmbeddings(
+                torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
+                float(self.test_metrics["r2" + suffix].compute()))

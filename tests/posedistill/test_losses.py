@@ -1,0 +1,93 @@
+"""InfoNCE vs an independent numpy computation; relation energies, clip transforms, DANN parts."""
+import numpy as np
+import pytest
+import torch
+
+from posedistill.losses.adversarial import domain_loss, grad_reverse
+from posedistill.losses.contrastive import info_nce, pose_invariant_augment
+from posedistill.losses.relations import flip_backward_clip, relation_energy, slow_backward_pair
+
+
+def _numpy_info_nce(a: np.ndarray, p: np.ndarray, tau: float) -> np.ndarray:
+    """Per-anchor −log(e^{s+/τ} / (e^{s+/τ} + Σ_{j≠i} e^{a_i·a_j/τ})), written with loops."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    p = p / np.linalg.norm(p, axis=1, keepdims=True)
+    out = []
+    for i in range(len(a)):
+        pos = np.exp(a[i] @ p[i] / tau)
+        neg = sum(np.exp(a[i] @ a[j] / tau) for j in range(len(a)) if j != i)
+        out.append(-np.log(pos / (pos + neg)))
+    return np.array(out)
+
+
+def test_info_nce_matches_numpy():
+    rng = np.random.default_rng(0)
+    a, p = rng.normal(size=(8, 16)), rng.normal(size=(8, 16))
+    ref = _numpy_info_nce(a, p, 0.07)
+    at, pt = torch.tensor(a), torch.tensor(p)
+    assert float(info_nce(at, pt, 0.07)) == pytest.approx(ref.mean(), rel=1e-9)
+    assert float(info_nce(at, pt, 0.07, anchor="single")) == pytest.approx(ref[0], rel=1e-9)
+
+
+def test_info_nce_minimal_when_positives_equal_anchors():
+    rng = np.random.default_rng(1)
+    a = torch.tensor(rng.normal(size=(8, 16)))
+    best = float(info_nce(a, a, 0.07))
+    an = (a / a.norm(dim=1, keepdim=True)).numpy()
+    closed = np.mean([np.logaddexp.reduce(an[i] @ an.T / 0.07) - 1 / 0.07 for i in range(8)])
+    assert best == pytest.approx(closed, rel=1e-9)
+    for k in range(20):
+        noise = torch.tensor(np.random.default_rng(10 + k).normal(size=(8, 16))) * 0.3
+        assert float(info_nce(a, a + noise, 0.07)) > best
+
+
+def test_info_nce_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="anchors"):
+        info_nce(torch.zeros(4, 3), torch.zeros(4, 2))
+
+
+def test_relation_energy_stop_gradient():
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = torch.tensor([0.0, 0.0, 0.0], requires_grad=True)
+    e = relation_energy(x, y, stop_grad_positive=True)
+    assert float(e.detach()) == pytest.approx(2.0)  # mean |x − y|
+    e.backward()
+    assert y.grad is None
+    torch.testing.assert_close(x.grad, torch.tensor([1.0, -1.0, 1.0]) / 3)
+    relation_energy(x, y, stop_grad_positive=False).backward()
+    torch.testing.assert_close(y.grad, -torch.tensor([1.0, -1.0, 1.0]) / 3)
+
+
+def test_clip_transforms_index_frames():
+    # frame t of clip b holds the value 100·b + t; width carries a ramp to check the flip
+    b, t = 2, 60
+    frame_id = (100 * torch.arange(b)[:, None] + torch.arange(t)[None]).float()
+    ramp = torch.arange(4).float()
+    clips = frame_id[:, :, None, None, None] + ramp.view(1, 1, 1, 1, 4) / 10  # (B, T, 1, 1, 4)
+    anchor, positive = slow_backward_pair(clips, 30)
+    assert anchor[..., 0].flatten(1).tolist() == [[100 * i + 2 * k for k in range(30)] for i in range(b)]
+    assert positive[..., 0].flatten(1).tolist() == [[100 * i + 44 - k for k in range(30)] for i in range(b)]
+    fb = flip_backward_clip(clips[:, :30])
+    assert torch.equal(fb[:, 0], clips[:, 29].flip(-1))
+    assert fb[0, 0, 0, 0].tolist() == pytest.approx([29.3, 29.2, 29.1, 29.0])
+    with pytest.raises(ValueError, match="60 frames"):
+        slow_backward_pair(clips[:, :45], 30)
+
+
+def test_augment_is_colour_only_and_seeded():
+    img = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.1
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    out1 = pose_invariant_augment(img, g1, channel_gain=0.0, noise_std=0.0)
+    out2 = pose_invariant_augment(img, g2, channel_gain=0.0, noise_std=0.0)
+    assert torch.equal(out1, out2)
+    ratio = out1 / img  # brightness only: one factor per image, in [0.5, 1.5], no pixel moves
+    per_image = ratio.flatten(1)
+    torch.testing.assert_close(per_image, per_image[:, :1].expand_as(per_image))
+    assert ((per_image[:, 0] >= 0.5) & (per_image[:, 0] <= 1.5)).all()
+
+
+def test_gradient_reversal_and_domain_loss():
+    x = torch.ones(3, requires_grad=True)
+    (grad_reverse(x, 0.5) * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([-0.5, -1.0, -1.5]))
+    assert float(domain_loss(torch.zeros(4), torch.zeros(5))) == pytest.approx(np.log(2))

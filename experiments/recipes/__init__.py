@@ -1,0 +1,1 @@
+"""Recipes: one module per paper table or figure, launching runs through the framework entry."""

@@ -1,0 +1,179 @@
+"""LightningDataModules over the synthetic pools.
+
+Batches are NamedTuples (default_collate keeps the type):
+``PoseBatch(poses (B, 17, 3) or (B, T, 17, 3), action (B,))``,
+``ImageBatch(images (B, 3, 64, 64) float in [0, 1], poses (B, 17, 3), action (B,))``,
+``ClipBatch(images (B, T, 3, 64, 64), poses (B, T, 17, 3), action (B,))``; clip poses are ground
+truth, for val/test/oracle use only. Grey source images are replicated to 3 channels.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from posedistill.data.pools import sequence_pool, source_pool, target_pool
+
+
+class PoseBatch(NamedTuple):
+    poses: torch.Tensor
+    action: torch.Tensor
+
+
+class ImageBatch(NamedTuple):
+    images: torch.Tensor
+    poses: torch.Tensor
+    action: torch.Tensor
+
+
+class ClipBatch(NamedTuple):
+    images: torch.Tensor
+    poses: torch.Tensor
+    action: torch.Tensor
+
+
+def _image_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, C) → float (..., 3, H, W) in [0, 1] (C=1 replicated)."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).movedim(-1, -3).float().div_(255.0)
+    return t.expand(*t.shape[:-3], 3, *t.shape[-2:]) if t.shape[-3] == 1 else t
+
+
+class PoseDataset(Dataset):
+    """Single poses from clips (``item='pose'``: every frame) or whole clips (``item='clip'``)."""
+
+    def __init__(self, poses: np.ndarray, action: np.ndarray, item: str):
+        if item not in ("pose", "clip"):
+            raise ValueError(f"PoseDataset: item must be 'pose' or 'clip', got {item!r}")
+        self.poses = torch.from_numpy(poses)
+        self.action = torch.from_numpy(action)
+        self.item = item
+        self.t = poses.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.poses) * (self.t if self.item == "pose" else 1)
+
+    def __getitem__(self, i: int) -> PoseBatch:
+        if self.item == "pose":
+            return PoseBatch(self.poses[i // self.t, i % self.t], self.action[i // self.t])
+        return PoseBatch(self.poses[i], self.action[i])
+
+
+class FrameDataset(Dataset):
+    """Labelled frames from images (n, H, W, C) or clips flattened (n, T, H, W, C)."""
+
+    def __init__(self, pool: dict[str, np.ndarray]):
+        imgs, poses, action = pool["images"], pool["poses"], pool["action"]
+        if imgs.ndim == 5:  # clips → frames
+            t = imgs.shape[1]
+            imgs, poses, action = imgs.reshape(-1, *imgs.shape[2:]), poses.reshape(-1, 17, 3), np.repeat(action, t)
+        self.images, self.poses, self.action = imgs, torch.from_numpy(poses), torch.from_numpy(action)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> ImageBatch:
+        return ImageBatch(_image_tensor(self.images[i]), self.poses[i], self.action[i])
+
+
+class ClipDataset(Dataset):
+    """Target clips: images (n, T, H, W, C) uint8 with their ground-truth poses."""
+
+    def __init__(self, pool: dict[str, np.ndarray]):
+        self.images, self.poses, self.action = pool["images"], torch.from_numpy(pool["poses"]), torch.from_numpy(pool["action"])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> ClipBatch:
+        return ClipBatch(_image_tensor(self.images[i]), self.poses[i], self.action[i])
+
+
+class _PoolDataModule(pl.LightningDataModule):
+    def __init__(self, batch_size: int, eval_batch_size: int, num_workers: int, seed: int, cache_dir):
+        super().__init__()
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.seed, self.cache_dir = num_workers, seed, cache_dir
+        self.train_set = self.val_set = self.test_set = None
+
+    def _loader(self, ds, batch_size: int, shuffle: bool) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=shuffle,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, self.batch_size, True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, self.eval_batch_size, False)
+
+    def test_dataloader(self):
+        return self._loader(self.test_set, self.eval_batch_size, False)
+
+
+class PoseSequenceDataModule(_PoolDataModule):
+    """Unpaired 3D pose sequences (stages A–C). ``item='pose'`` yields single frames, ``'clip'``
+    whole raw clips (B, clip_len, 17, 3). Val and test use the same held-out clips (own seed)."""
+
+    def __init__(self, n_clips: int = 3000, val_clips: int = 300, clip_len: int = 60, item: str = "pose",
+                 batch_size: int = 256, eval_batch_size: int = 512, mix: str = "B",
+                 elevation: tuple[float, float] = (0.0, 35.0), seed: int = 0, cache_dir: str | None = None,
+                 num_workers: int = 0):
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
+        self.save_hyperparameters()
+        self.train_pool = self.val_pool = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_pool is not None:
+            return
+        h = self.hparams
+        kw = dict(clip_len=h.clip_len, seed=h.seed, mix=h.mix, elevation=tuple(h.elevation), cache_dir=h.cache_dir)
+        self.train_pool = sequence_pool(h.n_clips, split="train", **kw)
+        self.val_pool = sequence_pool(h.val_clips, split="val", **kw)
+        self.train_set = PoseDataset(self.train_pool["poses"], self.train_pool["action"], h.item)
+        self.val_set = self.test_set = PoseDataset(self.val_pool["poses"], self.val_pool["action"], h.item)
+
+    def heldout_clips(self) -> torch.Tensor:
+        """Held-out raw clips (n, clip_len, 17, 3) for analyses."""
+        self.setup()
+        return torch.from_numpy(self.val_pool["poses"])
+
+
+class SourceImageDataModule(_PoolDataModule):
+    """Labelled source frames for training; val/test are frames of the labelled target
+    val/test clips (separate seeds; val is for monitoring, test for reporting)."""
+
+    def __init__(self, n_frames: int = 20000, val_clips: int = 40, test_clips: int = 200, clip_len: int = 60,
+                 batch_size: int = 128, eval_batch_size: int = 256, seed: int = 0, cache_dir: str | None = None,
+                 num_workers: int = 0):
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
+        self.save_hyperparameters()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        h = self.hparams
+        self.train_set = FrameDataset(source_pool(h.n_frames, seed=h.seed, cache_dir=h.cache_dir))
+        self.val_set = FrameDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", cache_dir=h.cache_dir))
+        self.test_set = FrameDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", cache_dir=h.cache_dir))
+
+
+class TargetClipDataModule(_PoolDataModule):
+    """Unlabelled target clips for adaptation (stage E; poses are present for oracles only);
+    val/test are the labelled target val/test clips (same pools as SourceImageDataModule's)."""
+
+    def __init__(self, n_clips: int = 600, val_clips: int = 40, test_clips: int = 200, clip_len: int = 60,
+                 batch_size: int = 8, eval_batch_size: int = 8, seed: int = 0, cache_dir: str | None = None,
+                 num_workers: int = 0):
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
+        self.save_hyperparameters()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        h = self.hparams
+        self.train_set = ClipDataset(target_pool(h.n_clips, h.clip_len, h.seed, "train", cache_dir=h.cache_dir))
+        self.val_set = ClipDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", cache_dir=h.cache_dir))
+        self.test_set = ClipDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", cache_dir=h.cache_dir))

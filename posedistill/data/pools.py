@@ -1,0 +1,97 @@
+"""The four seeded synthetic pools, cached as ``.npz`` keyed by a hash of their parameters.
+
+- ``sequences``: unpaired 3D pose clips (mix B), never rendered.
+- ``source``: labelled single frames (mix A), source style (grey, C=1).
+- ``target``: unlabelled target clips (mix B), target style (RGB).
+- ``target_val`` / ``target_test``: labelled target clips with their own seeds (new subjects).
+
+Every pool draws from ``SeedSequence([seed, pool id])`` so pools never share random streams.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from posedistill.data.motion import generate_clips
+from posedistill.data.renderer import get_style, render_clips
+
+POOL_IDS = {"sequences": 1, "sequences_val": 2, "source": 3, "target": 4, "target_val": 5, "target_test": 6}
+_VERSION = 1
+_RENDER_CHUNK = 16  # clips rendered at once
+
+
+def _rng(pool: str, seed: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), POOL_IDS[pool]]))
+
+
+def _cached(pool: str, params: dict, build, cache_dir: str | os.PathLike | None) -> dict[str, np.ndarray]:
+    """Load ``<cache_dir>/posedistill/<pool>-<hash>.npz`` or build it and write it atomically."""
+    if cache_dir is None:
+        return build()
+    key = hashlib.sha1(json.dumps({"pool": pool, "v": _VERSION, **params}, sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(cache_dir) / "posedistill" / f"{pool}-{key}.npz"
+    if path.exists():
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    data = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, **data)
+    os.replace(tmp, path)
+    return data
+
+
+def sequence_pool(n_clips: int, clip_len: int = 60, seed: int = 0, split: str = "train", mix: str = "B",
+                  elevation: tuple[float, float] = (0.0, 35.0), cache_dir=None) -> dict[str, np.ndarray]:
+    """Unpaired pose clips: poses (n, T, 17, 3) float32 mm, action (n,)."""
+    pool = "sequences" if split == "train" else "sequences_val"
+    params = dict(n_clips=n_clips, clip_len=clip_len, seed=seed, mix=mix, elevation=list(elevation))
+
+    def build():
+        c = generate_clips(n_clips, clip_len, _rng(pool, seed), mix=mix, elevation=tuple(elevation))
+        return {"poses": c.poses, "action": c.action}
+
+    return _cached(pool, params, build, cache_dir)
+
+
+def _rendered_clips(pool: str, n_clips: int, clip_len: int, seed: int, mix: str, style: str) -> dict[str, np.ndarray]:
+    st = get_style(style)
+    rng = _rng(pool, seed)
+    clips = generate_clips(n_clips, clip_len, rng, mix=mix, elevation=st.elevation)
+    images = np.concatenate([render_clips(clips.poses[i : i + _RENDER_CHUNK], st, rng)
+                             for i in range(0, n_clips, _RENDER_CHUNK)])
+    return {"images": images, "poses": clips.poses, "action": clips.action}
+
+
+def source_pool(n_frames: int, seed: int = 0, mix: str = "A", frames_per_clip: int = 10, cache_dir=None) -> dict[str, np.ndarray]:
+    """Labelled source frames: images (n, 64, 64, 1) uint8, poses (n, 17, 3), action (n,).
+    Frames are taken ``frames_per_clip`` at random from 60-frame clips."""
+    params = dict(n_frames=n_frames, seed=seed, mix=mix, frames_per_clip=frames_per_clip)
+
+    def build():
+        rng = _rng("source", seed)
+        n_clips = -(-n_frames // frames_per_clip)
+        clips = generate_clips(n_clips, 60, rng, mix=mix, elevation=get_style("source").elevation)
+        pick = np.stack([rng.choice(60, frames_per_clip, replace=False) for _ in range(n_clips)])
+        poses = np.take_along_axis(clips.poses, pick[..., None, None], 1).reshape(-1, 17, 3)[:n_frames]
+        action = np.repeat(clips.action, frames_per_clip)[:n_frames]
+        images = np.concatenate([render_clips(poses[i : i + 512, None], "source", rng)[:, 0]
+                                 for i in range(0, n_frames, 512)])
+        return {"images": images, "poses": poses, "action": action}
+
+    return _cached("source", params, build, cache_dir)
+
+
+def target_pool(n_clips: int, clip_len: int = 60, seed: int = 0, split: str = "train", mix: str = "B",
+                cache_dir=None) -> dict[str, np.ndarray]:
+    """Target-style clips: images (n, T, 64, 64, 3) uint8, poses (n, T, 17, 3), action (n,).
+    ``split``: ``train`` (unlabelled use), ``val`` or ``test`` (labelled, own seeds)."""
+    pool = {"train": "target", "val": "target_val", "test": "target_test"}.get(split)
+    if pool is None:
+        raise ValueError(f"target_pool: split must be train, val or test, got {split!r}")
+    params = dict(n_clips=n_clips, clip_len=clip_len, seed=seed, mix=mix)
+    return _cached(pool, params, lambda: _rendered_clips(pool, n_clips, clip_len, seed, mix, "target"), cache_dir)

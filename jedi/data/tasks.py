@@ -154,18 +154,18 @@ class FlipFlop:
     target is defined from the start. Target bit k = sign of bit k's last pulse (0 before any pulse,
     not scored). The ``blind_steps`` after a pulse on bit k (and the pulse step) are not scored on
     bit k. Constant-input segments are the maximal stretches without an active pulse (label: the held
-    pattern). A pulse lasts ``pulse_steps`` steps.
+    pattern). A pulse lasts ``pulse_steps`` steps; ``dt`` (s per step) only labels recordings.
     """
 
     def __init__(self, n_bits: int = 3, n_steps: int = 500, switch_prob: float = 0.01, input_noise: float = 0.15,
-                 blind_steps: int = 4, pulse_at_start: bool = True, pulse_steps: int = 1):
+                 blind_steps: int = 4, pulse_at_start: bool = True, pulse_steps: int = 1, dt: float = 0.02):
         if not 0 <= switch_prob <= 1:
             raise ValueError(f"task.switch_prob must be in [0, 1], got {switch_prob}")
         if n_bits < 1 or n_steps < 2 or pulse_steps < 1:
             raise ValueError(f"task.n_bits, task.pulse_steps must be >= 1 and task.n_steps >= 2, got {n_bits}, {pulse_steps}, {n_steps}")
         self.n_bits, self.n_steps, self.switch_prob = n_bits, n_steps, switch_prob
         self.input_noise, self.blind_steps, self.pulse_at_start = input_noise, blind_steps, pulse_at_start
-        self.pulse_steps = pulse_steps
+        self.pulse_steps, self.dt = pulse_steps, dt
 
     @property
     def n_inputs(self) -> int:

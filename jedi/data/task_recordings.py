@@ -1,0 +1,224 @@
+"""Recordings of a task-trained teacher as JEDI samples, with the teacher's fixed points as ground
+truth (spec jedi.md §8f).
+
+The teacher runs (without process noise by default) on freshly generated, seeded trials of its task;
+its hidden rates tanh(x) are recorded and cut into constant-input segments (a MemoryPro epoch, a
+flip-flop stretch between pulses), since the autonomous JEDI student cannot see inputs. Each segment
+starts ``drop_steps`` after the input change, is cropped to ``segment_len`` steps (or padded with
+NaN) and labelled by its condition. The teacher's fixed points under each condition's constant input
+are found with :func:`jedi.analysis.fixed_points.find_fixed_points` and stored, JSON-serialisable, in
+``TrialSet.meta["teacher_fixed_points"]`` (read back with :func:`teacher_fixed_points`).
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from jedi.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states
+from jedi.analysis.maps import TanhRNNMap
+from jedi.data.tasks import TaskTrial, stack_trials, trial_rng
+from jedi.data.trials import TrialDataModule, TrialSet
+
+
+def module_hash(module: torch.nn.Module) -> str:
+    """Short hash of a module's state_dict (names, shapes and values)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cut_segments(trials: list[TaskTrial], rates: np.ndarray, segment_len: int, drop_steps: int,
+                 min_steps: int) -> dict:
+    """Cut recorded rates (n, T, N) into constant-input segments.
+
+    A segment [start, stop) of a trial keeps steps start + drop_steps .. stop - 1, cropped to
+    ``segment_len`` and NaN-padded beyond its end; segments with fewer than ``min_steps`` kept steps
+    are dropped. Raises if a segment's noise-free input is not constant. Returns dict with
+    data (S, segment_len, N), labels (S,), inputs (S, n_in), trial (S,), start (S,), length (S,).
+    """
+    if not 1 <= min_steps <= segment_len:
+        raise ValueError(f"data.recordings: need 1 <= min_steps <= segment_len, got {min_steps}, {segment_len}")
+    data, labels, inputs, trial_idx, starts, lengths = [], [], [], [], [], []
+    for i, tr in enumerate(trials):
+        for seg in tr.segments:
+            u = tr.clean_inputs[seg.start:seg.stop]
+            if not np.all(u == u[0]):
+                raise ValueError(f"trial {i}: segment {seg.label} [{seg.start}, {seg.stop}) has a varying input")
+            a = seg.start + drop_steps
+            b = min(seg.stop, a + segment_len)
+            if b - a < min_steps:
+                continue
+            window = np.full((segment_len, rates.shape[2]), np.nan, np.float32)
+            window[: b - a] = rates[i, a:b]
+            data.append(window)
+            labels.append(seg.label)
+            inputs.append(u[0])
+            trial_idx.append(i)
+            starts.append(a)
+            lengths.append(b - a)
+    if not data:
+        raise ValueError(f"data.recordings: no segment has {min_steps} steps after dropping {drop_steps}; "
+                         "lower min_steps / drop_steps or record longer trials")
+    return {"data": np.stack(data), "labels": labels, "inputs": np.stack(inputs).astype(np.float32),
+            "trial": np.asarray(trial_idx), "start": np.asarray(starts), "length": np.asarray(lengths)}
+
+
+def teacher_map(teacher, inputs: torch.Tensor) -> TanhRNNMap:
+    """The teacher's noise-free step under G constant inputs (G, n_in), as a map on (G, K, N)."""
+    with torch.no_grad():
+        J = teacher.J.detach().double()
+        drive = inputs.double() @ teacher.W_in.detach().double().T + teacher.b.detach().double()
+        return TanhRNNMap(teacher.alpha, J=J.expand(inputs.shape[0], -1, -1), bias=drive)
+
+
+def find_teacher_fixed_points(teacher, group_inputs: np.ndarray, group_states: list[np.ndarray],
+                              n_inits: int, init_noise: float, options: FinderOptions, seed: int,
+                              n_eigenvalues: int) -> list[dict]:
+    """Fixed points of the teacher under each constant input.
+
+    group_inputs (G, n_in); group_states: per group, teacher states x (M_g, N) to start from.
+    Returns per group a JSON-serialisable dict: input, x (n, N), q (n,), stable (n,),
+    eig_real / eig_imag (n, n_eigenvalues) (largest |lambda| first).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.stack([
+        sample_initial_states(torch.from_numpy(s).double()[None], n_inits, init_noise, gen)[0] for s in group_states])
+    F = teacher_map(teacher, torch.from_numpy(group_inputs))
+    result = find_fixed_points(F, starts, options)
+    groups = []
+    for u, ctx in zip(group_inputs, result.contexts):
+        eig = ctx.eigenvalues[:, :n_eigenvalues].numpy()
+        groups.append({"input": u.tolist(), "x": ctx.xstar.numpy().tolist(), "q": ctx.q.numpy().tolist(),
+                       "stable": ctx.stable.numpy().tolist(), "eig_real": eig.real.tolist(),
+                       "eig_imag": eig.imag.tolist()})
+    return groups
+
+
+def teacher_fixed_points(meta: dict, condition: str) -> dict:
+    """The teacher's fixed points under one condition's input, read from ``TrialSet.meta``:
+    dict with x (n, N) states, rates = tanh(x), q (n,), stable (n,) bool, eigenvalues (n, k) complex,
+    input (n_in,), group (index of the distinct input)."""
+    fp = meta.get("teacher_fixed_points")
+    if fp is None:
+        raise KeyError("TrialSet.meta has no 'teacher_fixed_points' (not a task-teacher recording)")
+    if condition not in fp["conditions"]:
+        raise KeyError(f"meta['teacher_fixed_points'] has no condition {condition!r}; has {sorted(fp['conditions'])}")
+    g = fp["conditions"][condition]
+    grp = fp["groups"][g]
+    N = fp["n_units"]
+    x = np.asarray(grp["x"], np.float64).reshape(-1, N)
+    eig = np.asarray(grp["eig_real"]) + 1j * np.asarray(grp["eig_imag"])
+    return {"x": x, "rates": np.tanh(x), "q": np.asarray(grp["q"], np.float64),
+            "stable": np.asarray(grp["stable"], bool), "eigenvalues": eig.reshape(len(x), -1),
+            "input": np.asarray(grp["input"]), "group": g}
+
+
+class TaskTeacherRecordings:
+    """TrialSet source: a trained teacher's rates on a task, cut into constant-input segments.
+
+    Args:
+        upstream: {``teacher_key``: trained ``TaskTeacherModule``} (from the stage glue).
+        task: the task object (``MemoryPro`` / ``FlipFlop``) the teacher was trained on.
+        n_trials: trials to record; condition-controlled tasks cycle through ``task.conditions()``.
+        segment_len, drop_steps, min_steps: segment cutting (see ``cut_segments``).
+        input_noise: input noise while recording (0: segments have exactly constant input).
+        process_noise: teacher process noise while recording. obs_noise: Gaussian noise added to rates.
+        fixed_points: finder settings: n_inits per input, init_noise, n_eigenvalues kept, and any
+            ``FinderOptions`` field (e.g. max_iters, max_q, tol_unique).
+        seed: seeds trials, noise and finder initial states.
+    """
+
+    def __init__(self, upstream: dict, task, n_trials: int = 64, segment_len: int = 20, drop_steps: int = 2,
+                 min_steps: int = 10, input_noise: float = 0.0, process_noise: float = 0.0, obs_noise: float = 0.0,
+                 fixed_points: Optional[dict] = None, seed: int = 0, teacher_key: str = "teacher"):
+        if teacher_key not in (upstream or {}):
+            raise ValueError(f"data.upstream must provide the trained teacher stage {teacher_key!r}, got {sorted(upstream or {})}")
+        if n_trials < 1:
+            raise ValueError(f"data.recordings.n_trials must be >= 1, got {n_trials}")
+        self.teacher, self.task = upstream[teacher_key], task
+        self.n_trials, self.segment_len, self.drop_steps, self.min_steps = n_trials, segment_len, drop_steps, min_steps
+        self.input_noise, self.process_noise, self.obs_noise, self.seed = input_noise, process_noise, obs_noise, seed
+        fp = {"n_inits": 256, "init_noise": 0.1, "n_eigenvalues": 10, "max_iters": 3000, **(fixed_points or {})}
+        self.n_inits, self.init_noise = int(fp.pop("n_inits")), float(fp.pop("init_noise"))
+        self.n_eigenvalues = int(fp.pop("n_eigenvalues"))
+        self.finder = FinderOptions(**fp)
+
+    def cache_key(self) -> dict:
+        """Everything the recordings depend on, including a hash of the teacher's weights."""
+        task = {k: v for k, v in vars(self.task).items() if not k.startswith("_")}
+        mine = {k: v for k, v in vars(self).items() if k not in ("teacher", "task", "finder")}
+        return {"task": type(self.task).__name__, "task_args": task, "recording": mine,
+                "finder": vars(self.finder), "teacher": module_hash(self.teacher)}
+
+    def record(self) -> tuple[list[TaskTrial], np.ndarray]:
+        """Generate the trials and run the teacher; returns trials and states x (n, T, N)."""
+        conds = self.task.conditions()
+        trials = [self.task.new_trial(trial_rng(self.seed, i), input_noise=self.input_noise, **conds[i % len(conds)])
+                  for i in range(self.n_trials)]
+        inputs, _, _ = stack_trials(trials, max(t.n_steps for t in trials))
+        teacher = self.teacher
+        was_training = teacher.training
+        teacher.eval()
+        with torch.no_grad():
+            dev = next(teacher.parameters()).device
+            states = teacher(inputs.to(dev), noise_std=self.process_noise).cpu().numpy()
+        teacher.train(was_training)
+        return trials, states
+
+    def __call__(self) -> TrialSet:
+        trials, states = self.record()
+        rates = np.tanh(states)
+        if self.obs_noise > 0:
+            rng = np.random.default_rng([self.seed, 1])
+            rates = (rates + self.obs_noise * rng.standard_normal(rates.shape)).astype(np.float32)
+        seg = cut_segments(trials, rates, self.segment_len, self.drop_steps, self.min_steps)
+        names = sorted(set(seg["labels"]))
+        conditions = np.asarray([names.index(lab) for lab in seg["labels"]])
+        # one group per distinct constant input; every condition has exactly one input
+        group_inputs, cond_group = [], {}
+        for c, name in enumerate(names):
+            us = np.unique(seg["inputs"][conditions == c], axis=0)
+            if len(us) != 1:
+                raise ValueError(f"condition {name!r} has {len(us)} different constant inputs; labels must fix the input")
+            match = [g for g, u in enumerate(group_inputs) if np.array_equal(u, us[0])]
+            if not match:
+                group_inputs.append(us[0])
+            cond_group[name] = match[0] if match else len(group_inputs) - 1
+        group_inputs = np.stack(group_inputs)
+        group_states = self._states_per_input(trials, states, group_inputs)
+        groups = find_teacher_fixed_points(self.teacher, group_inputs, group_states, self.n_inits,
+                                           self.init_noise, self.finder, self.seed, self.n_eigenvalues)
+        meta = {"teacher_fixed_points": {"conditions": cond_group, "groups": groups, "n_units": states.shape[2],
+                                         "alpha": float(self.teacher.alpha)},
+                "task": type(self.task).__name__}
+        extras = {k: torch.from_numpy(np.asarray(seg[k])) for k in ("inputs", "trial", "start", "length")}
+        return TrialSet(data=torch.from_numpy(seg["data"]), conditions=torch.from_numpy(conditions).long(),
+                        condition_names=names, dt=float(self.task.dt), extras=extras, meta=meta)
+
+    @staticmethod
+    def _states_per_input(trials: list[TaskTrial], states: np.ndarray, group_inputs: np.ndarray) -> list[np.ndarray]:
+        """Teacher states x recorded while each distinct input was on (all such steps of all trials)."""
+        out = []
+        for u in group_inputs:
+            rows = [states[i, : tr.n_steps][np.all(tr.clean_inputs == u, axis=1)] for i, tr in enumerate(trials)]
+            out.append(np.concatenate(rows))
+        return out
+
+
+class TaskRecordingsDataModule(TrialDataModule):
+    """``TrialDataModule`` over a teacher's recordings; takes ``upstream`` from the stage glue.
+
+    Args:
+        upstream: trained stages by name (needs the teacher).
+        recordings: partial ``TaskTeacherRecordings`` (everything but ``upstream``).
+        **kwargs: ``TrialDataModule`` arguments (batch_size, split, heldout_conditions, cache_dir, ...).
+    """
+
+    def __init__(self, upstream: dict, recordings: Callable[..., TaskTeacherRecordings], **kwargs):
+        super().__init__(source=recordings(upstream=upstream), **kwargs)

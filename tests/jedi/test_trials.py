@@ -1,0 +1,57 @@
+"""Trial datasets: stratified splits, held-out conditions, cache round trips, teacher determinism."""
+import numpy as np
+import pytest
+import torch
+
+from jedi.data.teachers import SyntheticTeacher
+from jedi.data.trials import TrialDataModule, TrialSet, load_or_generate
+
+
+def _tiny_teacher(**kw):
+    return SyntheticTeacher(n_units=20, trials_per_condition=10, frequencies=[1, 2, 3, 4], warmup_s=0.2,
+                            duration_s=0.3, **kw)
+
+
+def test_split_is_stratified_disjoint_and_holds_out_whole_conditions(tmp_path):
+    dm = TrialDataModule(_tiny_teacher(), heldout_conditions=["3Hz"], cache_dir=str(tmp_path))
+    dm.setup()
+    names = dm.full_set.condition_names
+    assert set(dm.heldout_set.conditions.tolist()) == {names.index("3Hz")}
+    for s in (dm.train_set, dm.val_set, dm.test_set):
+        assert names.index("3Hz") not in s.conditions.tolist()
+    # 10 trials per seen condition -> 7 / 2 (1.5 rounded) / 1 per condition
+    assert torch.bincount(dm.train_set.conditions, minlength=4)[[0, 1, 3]].tolist() == [7, 7, 7]
+    total = len(dm.train_set) + len(dm.val_set) + len(dm.test_set) + len(dm.heldout_set)
+    assert total == len(dm.full_set) == 40
+    assert dm.dims == {"n_neurons": 20, "n_steps": 30, "n_train_trials": 21, "n_conditions": 4, "dt": 0.01}
+
+
+def test_unknown_heldout_condition_names_the_key(tmp_path):
+    dm = TrialDataModule(_tiny_teacher(), heldout_conditions=["11Hz"], cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"data.heldout_conditions.*11Hz"):
+        dm.setup()
+
+
+def test_teacher_is_seeded_and_cache_round_trips(tmp_path):
+    a, b = _tiny_teacher(seed=3)(), _tiny_teacher(seed=3)()
+    assert torch.equal(a.data, b.data)
+    assert not torch.equal(a.data, _tiny_teacher(seed=4)().data)
+    cached = load_or_generate(_tiny_teacher(seed=3), str(tmp_path))
+    again = load_or_generate(_tiny_teacher(seed=3), str(tmp_path))
+    assert torch.equal(cached.data, a.data) and torch.equal(again.data, a.data)
+    assert again.condition_names == a.condition_names
+    np.testing.assert_array_equal(again.meta["teacher_J"], a.meta["teacher_J"])
+
+
+def test_corrupt_cache_is_regenerated_not_used(tmp_path):
+    first = load_or_generate(_tiny_teacher(), str(tmp_path))
+    (path,) = tmp_path.glob("*.npz")
+    path.write_bytes(path.read_bytes()[:100])  # truncated file
+    again = load_or_generate(_tiny_teacher(), str(tmp_path))
+    assert torch.equal(again.data, first.data)
+
+
+def test_trialset_validation_names_the_array():
+    ts = TrialSet(torch.zeros(3, 4, 2), torch.zeros(2, dtype=torch.long), ["a"], 0.01)
+    with pytest.raises(ValueError, match="'condition'"):
+        ts.validate("file.npz")

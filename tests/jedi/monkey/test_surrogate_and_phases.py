@@ -48,7 +48,7 @@ def test_surrogate_phases_follow_the_design(surrogate):
     # hand velocity points at the target during execution and is ~0 during preparation
     v = surrogate.extras["velocity"].double()
     speed_dir = v[:, quarter] / v[:, quarter].norm(dim=1, keepdim=True)
-    torch.testing.assert_close(speed_dir, torch.stack([theta.cos(), theta.sin()], 1), atol=0.05, rtol=0)
+    torch.testing.assert_close(speed_dir, torch.stack([theta.cos(), theta.sin()], 1), atol=0.15, rtol=0)  # noise as above
     assert v[:, :onset].norm(dim=-1).max() < 0.35 * v[:, quarter].norm(dim=-1).min()
 
 

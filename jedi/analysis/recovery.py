@@ -1,0 +1,167 @@
+"""Fixed-point recovery (spec jedi.md §8h): do the student's fixed points under J(c) sit where the
+task-trained teacher's are?
+
+Per condition, the student's map is built from the condition's mean embedding (training trials; for
+held-out conditions, the mean inferred embedding) and searched with the batched finder. Its fixed
+points are matched to the teacher's (``meta["teacher_fixed_points"]``) in rate space (tanh x) with
+the Hungarian algorithm; sets of different sizes match min(n_student, n_teacher) pairs, so ring
+attractors of slow points are compared as sets. Distances are divided by the spread of the teacher's
+recorded rates (RMS distance to their mean). Conditions sharing one teacher input (e.g. all
+flip-flop patterns) are also pooled: the fraction of the teacher's stable points that some student
+stable point of the group lies within ``match_radius`` spreads of, after Hungarian matching.
+Unit-per-neuron mode only (neuron identity is preserved, no alignment is needed).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+
+from jedi.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states  # noqa: E402
+from jedi.analysis.maps import TanhRNNMap  # noqa: E402
+from jedi.data.task_recordings import teacher_fixed_points  # noqa: E402
+
+
+def hungarian_match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimum-total-distance matching of point sets a (n, N) and b (m, N) (Euclidean); returns
+    row indices into a, column indices into b (min(n, m) pairs) and the matched distances."""
+    if len(a) == 0 or len(b) == 0:
+        empty = np.zeros(0, int)
+        return empty, empty, np.zeros(0)
+    cost = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    return rows, cols, cost[rows, cols]
+
+
+def compare_sets(student: np.ndarray, student_stable: np.ndarray, teacher: np.ndarray,
+                 teacher_stable: np.ndarray, spread: float) -> dict:
+    """Hungarian comparison of two fixed-point sets in rate space.
+
+    Returns n_student, n_teacher, matched_distance (mean matched distance / spread; NaN if either
+    set is empty), stability_agreement (fraction of matched pairs with the same stability).
+    """
+    rows, cols, dist = hungarian_match(student, teacher)
+    agree = (np.asarray(student_stable)[rows] == np.asarray(teacher_stable)[cols]) if len(rows) else np.zeros(0)
+    return {"n_student": float(len(student)), "n_teacher": float(len(teacher)),
+            "matched_distance": float(dist.mean() / spread) if len(dist) else float("nan"),
+            "stability_agreement": float(agree.mean()) if len(agree) else float("nan")}
+
+
+def recovered_fraction(student: np.ndarray, teacher: np.ndarray, radius: float) -> float:
+    """Fraction of teacher points matched (Hungarian) to a student point closer than ``radius``."""
+    if len(teacher) == 0:
+        return float("nan")
+    _, _, dist = hungarian_match(student, teacher)
+    return float((dist < radius).sum() / len(teacher))
+
+
+def rate_spread(data: torch.Tensor) -> float:
+    """RMS distance of the valid frames of data (n, T, N) to their mean frame."""
+    frames = data.reshape(-1, data.shape[-1])
+    frames = frames[~torch.isnan(frames).any(1)].double()
+    return float((frames - frames.mean(0)).square().sum(1).mean().sqrt())
+
+
+def condition_embeddings(module, datamodule) -> dict[int, torch.Tensor]:
+    """Mean embedding per condition: training trials, else the inferred held-out-condition trials."""
+    E = module.train_embeddings().detach().cpu()
+    y = datamodule.train_set.conditions.cpu()
+    out = {int(c): E[y == c].mean(0) for c in torch.unique(y)}
+    held = getattr(module, "inferred", {}).get("heldout_cond")
+    if held is not None:
+        for c in torch.unique(held.conditions):
+            out.setdefault(int(c), held.embeddings[held.conditions == c].mean(0).cpu())
+    return out
+
+
+def student_fixed_points(module, embeddings: torch.Tensor, states: list[torch.Tensor], n_inits: int,
+                         init_noise: float, options: FinderOptions, seed: int) -> list:
+    """Fixed points of the student under contexts ``embeddings`` (C, d), each searched from its own
+    recorded states x (M_c, N). Returns the finder's per-context ``ContextFixedPoints``."""
+    if getattr(module, "readout", None) is not None:
+        raise ValueError("fixed-point recovery needs one student unit per neuron (model.latent_dim=null)")
+    gen = torch.Generator().manual_seed(seed)
+    starts = torch.stack([sample_initial_states(s.double()[None], n_inits, init_noise, gen)[0] for s in states])
+    with torch.no_grad():
+        weights = module.weights_for(embeddings.to(module.device))
+    F = TanhRNNMap.from_weights(weights, module.rnn.alpha).to(device=torch.device("cpu"))
+    return find_fixed_points(F, starts, options).contexts
+
+
+def plot_recovery(teacher_sets: dict, student_sets: dict, data: torch.Tensor, path: Path) -> None:
+    """Teacher (circles) and student (crosses) fixed points per input group in the 2-D PCA of the
+    teacher's recorded rates; filled = stable."""
+    frames = data.reshape(-1, data.shape[-1])
+    frames = frames[~torch.isnan(frames).any(1)].numpy()
+    pca = PCA(n_components=2).fit(frames)
+    groups = sorted(teacher_sets)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 4), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        bg = pca.transform(frames[:: max(1, len(frames) // 2000)])
+        ax.scatter(bg[:, 0], bg[:, 1], s=1, color="0.85")
+        for (pts, stable), marker, color in ((teacher_sets[g], "o", "tab:blue"), (student_sets[g], "x", "tab:red")):
+            if len(pts):
+                p = pca.transform(pts)
+                ax.scatter(p[stable, 0], p[stable, 1], marker=marker, color=color, s=30)
+                ax.scatter(p[~stable, 0], p[~stable, 1], marker=marker, facecolors="none" if marker == "o" else "tab:orange",
+                           edgecolors=color, s=30)
+        ax.set_title(f"input group {g}", fontsize=9)
+    axes[0][0].legend(["recorded rates", "teacher stable", "teacher unstable", "student stable", "student unstable"],
+                      fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int = 128, init_noise: float = 0.1,
+                                 match_radius: float = 0.1, seed: int = 0, max_iters: int = 3000,
+                                 max_q: Optional[float] = 1e-4, teacher_max_q: Optional[float] = 1e-4,
+                                 finder: Optional[dict] = None) -> dict:
+    """Match the student's fixed points per condition to the teacher's.
+
+    ``max_q`` / ``teacher_max_q`` keep only (slow) points with q below them. Returns
+    recovery/n_student_fp, recovery/n_teacher_fp (means over conditions),
+    recovery/matched_distance (mean over conditions of mean matched distance / spread),
+    recovery/stability_agreement, recovery/stable_recovered_fraction (pooled per input group,
+    averaged), recovery/spread; saves fixed_point_recovery.png.
+    """
+    full = datamodule.full_set
+    names = full.condition_names
+    spread = rate_spread(full.data)
+    embs = condition_embeddings(module, datamodule)
+    conds = sorted(embs)
+    states = []
+    for c in conds:  # student x = atanh(rates), from the condition's recorded frames
+        frames = full.data[full.conditions == c].reshape(-1, full.data.shape[-1])
+        frames = frames[~torch.isnan(frames).any(1)]
+        states.append(torch.atanh(frames.clamp(-0.999, 0.999)))
+    opts = FinderOptions(max_iters=max_iters, max_q=max_q, **(finder or {}))
+    found = student_fixed_points(module, torch.stack([embs[c] for c in conds]), states, n_inits, init_noise, opts, seed)
+    per, teacher_sets, student_sets = [], {}, {}
+    for c, ctx in zip(conds, found):
+        t = teacher_fixed_points(full.meta, names[c])
+        keep = t["q"] <= teacher_max_q if teacher_max_q is not None else np.ones(len(t["q"]), bool)
+        s_rates = np.tanh(ctx.xstar.numpy())
+        s_stable = ctx.stable.numpy().astype(bool)
+        per.append(compare_sets(s_rates, s_stable, t["rates"][keep], t["stable"][keep], spread))
+        teacher_sets[t["group"]] = (t["rates"][keep], t["stable"][keep])
+        prev = student_sets.get(t["group"], (np.zeros((0, s_rates.shape[1])), np.zeros(0, bool)))
+        student_sets[t["group"]] = (np.concatenate([prev[0], s_rates]), np.concatenate([prev[1], s_stable]))
+    fractions = [recovered_fraction(student_sets[g][0][student_sets[g][1]], pts[stable], match_radius * spread)
+                 for g, (pts, stable) in teacher_sets.items()]
+    out = {f"recovery/{k}": float(np.nanmean([p[src] for p in per]))
+           for k, src in (("n_student_fp", "n_student"), ("n_teacher_fp", "n_teacher"),
+                          ("matched_distance", "matched_distance"), ("stability_agreement", "stability_agreement"))}
+    out["recovery/stable_recovered_fraction"] = float(np.nanmean(fractions)) if fractions else float("nan")
+    out["recovery/spread"] = spread
+    plot_recovery(teacher_sets, student_sets, full.data, Path(out_dir) / "fixed_point_recovery.png")
+    return out

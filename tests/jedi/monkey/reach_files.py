@@ -14,7 +14,8 @@ NWB_TRIAL_LEN = 1.5
 NWB_HELDOUT = [False, True, False, False, True, False]
 
 
-def write_mc_maze_nwb(path: Path, drop_trial_column: str | None = None, seed: int = 0) -> dict:
+def write_mc_maze_nwb(path: Path, drop_trial_column: str | None = None, seed: int = 0,
+                      trials: list = NWB_TRIALS) -> dict:
     """Write an MC_Maze-layout NWB file; returns the ground truth used to build it."""
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 
@@ -26,8 +27,8 @@ def write_mc_maze_nwb(path: Path, drop_trial_column: str | None = None, seed: in
     for name, desc in columns.items():
         if name != drop_trial_column:
             nwb.add_trial_column(name=name, description=desc)
-    starts = np.arange(len(NWB_TRIALS)) * (NWB_TRIAL_LEN + 0.3) + 0.5
-    for start, (ttype, tver, split, onset) in zip(starts, NWB_TRIALS):
+    starts = np.arange(len(trials)) * (NWB_TRIAL_LEN + 0.3) + 0.5
+    for start, (ttype, tver, split, onset) in zip(starts, trials):
         row = {"trial_type": ttype, "trial_version": tver, "split": split,
                "move_onset_time": start + onset if onset is not None else np.nan,
                "go_cue_time": start + 0.3, "target_on_time": start + 0.1}
@@ -50,16 +51,16 @@ def write_mc_maze_nwb(path: Path, drop_trial_column: str | None = None, seed: in
     return {"spikes": spikes, "starts": starts, "velocity": (stamps, vel)}
 
 
-def write_trialdata_mat(path: Path, drop_field: str | None = None, seed: int = 0) -> dict:
+def write_trialdata_mat(path: Path, drop_field: str | None = None, seed: int = 0, n_trials: int = 12) -> dict:
     """Write a TrialData-layout .mat file (struct array ``trial_data``); returns its trials."""
     from scipy.io import savemat
 
     rng = np.random.default_rng(seed)
     trials = []
-    for i in range(12):
+    for i in range(n_trials):
         T = int(rng.integers(180, 220))
         onset = int(rng.integers(90, 110))  # MATLAB 1-based index
-        t = {"monkey": "Chewie", "date": "2016-10-05", "task": "CO", "epoch": "BL" if i < 10 else "AD",
+        t = {"monkey": "Chewie", "date": "2016-10-05", "task": "CO", "epoch": "BL" if i < n_trials - 2 else "AD",
              "target_direction": float((i % 4) * np.pi / 2), "bin_size": 0.01,
              "idx_trial_start": 1.0, "idx_target_on": float(onset - 60), "idx_go_cue": float(onset - 20),
              "idx_movement_on": float(onset), "idx_trial_end": float(T),

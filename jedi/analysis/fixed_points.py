@@ -44,7 +44,7 @@ class FinderOptions:
     lr_init: float = 1e-2
     lr_factor: float = 0.95
     lr_patience: int = 5
-    lr_threshold: float = 1e-4  # relative improvement of the mean q that resets the plateau counter
+    lr_threshold: float = 0.0  # relative decrease of the mean q that counts as progress (0: any decrease)
     adam_betas: tuple = (0.9, 0.999)
     adam_eps: float = 1e-8
     rerun_q_outliers: bool = False
@@ -417,7 +417,7 @@ def _plot_fixed_points(traj: Tensor, result: FixedPointResult, names: list, fixe
         ax.set_title(str(names[c]), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0][0].legend(fontsize=7, frameon=False)
+    axes[0][0].legend(fontsize=6, frameon=False, loc="lower left")
     fig.suptitle("fixed points (PC1-PC2 of the student's trajectories)")
     return save_figure(fig, path)
 

@@ -46,8 +46,9 @@ def lyapunov_spectrum(F: Map, x0: Tensor, dt: float, n_exponents: int = 10, burn
                       generator: Optional[torch.Generator] = None) -> LyapunovResult:
     """Top ``n_exponents`` Lyapunov exponents of F from x0 (C, N) for every context.
 
-    The initial tangent basis is a random orthonormal N x k frame (from ``generator``, seed 0 by
-    default); the result does not depend on it once burn-in has aligned it.
+    The initial tangent basis is one random orthonormal N x k frame (from ``generator``, seed 0 by
+    default) shared by all contexts, so a context gives the same result alone or in a batch; the
+    result does not depend on the frame once burn-in has aligned it.
     """
     if x0.dim() != 2:
         raise ValueError(f"lyapunov_spectrum: x0 must be (C, N), got {tuple(x0.shape)}")
@@ -59,7 +60,8 @@ def lyapunov_spectrum(F: Map, x0: Tensor, dt: float, n_exponents: int = 10, burn
         F = F.to(dtype=dtype, device=x0.device)
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     x = x0.detach().to(dtype).unsqueeze(1)  # (C, 1, N): the maps work on (C, K, N)
-    Q, _ = torch.linalg.qr(torch.randn(C, N, k, generator=gen, dtype=dtype).to(x.device))
+    Q, _ = torch.linalg.qr(torch.randn(N, k, generator=gen, dtype=dtype))  # one frame shared by all contexts
+    Q = Q.to(x.device).expand(C, N, k)
     logs = []
     with torch.no_grad():
         for t in range(burn_in + n_steps):

@@ -1,0 +1,36 @@
+"""A tiny JEDI student on a tiny multi-frequency teacher set, for the analysis entry points."""
+from functools import partial
+
+import pytest
+import torch
+
+from jedi.data.teachers import SyntheticTeacher
+from jedi.data.trials import TrialDataModule
+from jedi.lit_module import JediModule
+from jedi.models.hypernet import LowRankHypernet
+from jedi.models.rnn import RateRNN
+
+
+@pytest.fixture
+def tiny_student(tmp_path):
+    """(module, datamodule): 20 units, 4 frequencies, rank-2 hypernetwork whose output depends
+    visibly on the (condition-clustered) embeddings, with V ~ U rotated. Untrained: the analyses only need weights."""
+    source = SyntheticTeacher(n_units=20, trials_per_condition=6, frequencies=[1, 2, 3, 4], warmup_s=0.2,
+                              duration_s=0.3)
+    dm = TrialDataModule(source, cache_dir=str(tmp_path / "cache"))
+    dm.setup("fit")
+    with torch.random.fork_rng():  # module init uses the global RNG; keep the caller's state
+        torch.manual_seed(0)
+        module = JediModule(**dm.dims, hypernet=partial(LowRankHypernet, rank=2, hidden_dim=16, factor_gain=1.6),
+                            rnn=partial(RateRNN, tau=0.05, noise_std=0.0), embedding_dim=4)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        centers = torch.randn(dm.dims["n_conditions"], 4, generator=g)
+        cond = dm.train_set.conditions
+        module.embeddings.table.weight.copy_(centers[cond] + 0.01 * torch.randn(len(cond), 4, generator=g))
+        module.hypernet.head.weight.normal_(0.0, 0.5, generator=g)
+        bias = module.hypernet.head.bias.view(2, -1, 2)  # (U, V) halves of the output bias, (2, N, R)
+        turn = torch.tensor([[0.866, -0.5], [0.5, 0.866]])  # V ~ U rot(30 deg): V^T U / N ~ g^2 rot(-30 deg)
+        bias[1] = bias[0] @ turn  # an unstable, rotating origin and nontrivial fixed points
+    module.eval()
+    return module, dm

@@ -26,6 +26,7 @@ def _run(compose_cfg, overrides):
 def _check(cfg, metrics, n_prep):
     assert metrics["analysis/reach/n_contexts_prep"] == n_prep
     assert "test/r2" in metrics and "val/r2" in metrics
+    assert {"analysis/nlb/co_bps", "analysis/nlb/vel_r2", "analysis/nlb/psth_r2"} <= set(metrics)
     assert (Path(cfg.paths.output_dir) / "figures" / "reach_phases.png").exists()
 
 

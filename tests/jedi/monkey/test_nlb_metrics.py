@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.special import gammaln
 
 from jedi.data.trials import TrialBatch
 from jedi.metrics.nlb import PSTHR2, BitsPerSpike, NLBEvaluator, VelocityR2
+from tests.jedi.monkey.numpy_refs import bits_per_spike_numpy as _bits_per_spike_numpy
 
 
 def _spikes_and_rates(seed=0, n=12, T=30, K=7, nan_frac=0.1):
@@ -17,17 +17,6 @@ def _spikes_and_rates(seed=0, n=12, T=30, K=7, nan_frac=0.1):
     spikes[rng.random(spikes.shape) < nan_frac] = np.nan
     rates[0, 0, 0] = 0.0  # an exact zero rate (-> 1e-9)
     return spikes, rates
-
-
-def _bits_per_spike_numpy(spikes, rates):
-    """One-shot NLB formula with the log-Gamma terms kept: [NLL(null) - NLL(model)] / (ln 2 * sum y)."""
-    y, lam = spikes.reshape(-1, spikes.shape[-1]), np.maximum(rates.reshape(-1, rates.shape[-1]), 1e-9)
-    valid = ~np.isnan(y)
-    null = np.array([np.nanmean(y[:, k]) for k in range(y.shape[1])])
-    def nll(l):
-        terms = l - y * np.log(l) + gammaln(y + 1)
-        return np.sum(terms[valid])
-    return (nll(np.broadcast_to(null, y.shape)) - nll(lam)) / (np.log(2) * np.nansum(y))
 
 
 def test_co_bps_matches_numpy_with_nan_bins():

@@ -1,4 +1,5 @@
-"""Prep / exec analysis: eigenvalues of A(c) and Lyapunov exponents per phase, on a real JediModule."""
+"""Prep / exec analysis (eigenvalues of A(c), Lyapunov exponents per phase) and the NLB analysis, on a
+real JediModule."""
 from __future__ import annotations
 
 import math
@@ -8,14 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from jedi.analysis.nlb_eval import analyze_nlb
 from jedi.analysis.reach_phases import analyze_reach_phases, moving_eigenvalues, phase_summary
 from jedi.data.reach_phases import SplitAtEvent
 from jedi.data.surrogate_reach import SurrogateReach
-from jedi.data.trials import TrialDataModule
+from jedi.data.trials import TrialBatch, TrialDataModule
 from jedi.lit_module import JediModule
 from jedi.losses import PoissonNLL
 from jedi.models.hypernet import LowRankHypernet
 from jedi.models.rnn import RateRNN, RecurrentWeights
+from tests.jedi.monkey.numpy_refs import bits_per_spike_numpy
 
 
 def test_moving_eigenvalues_are_the_context_dependent_part_of_eig_A():
@@ -102,3 +105,25 @@ def test_analysis_needs_phase_segments(tmp_path):
     dm.setup("fit")
     with pytest.raises(ValueError, match="SplitAtEvent"):
         analyze_reach_phases(_module(dm), dm, tmp_path)
+
+
+def test_nlb_analysis_scores_heldout_neurons_of_test_trials(tmp_path):
+    dm = TrialDataModule(SurrogateReach(n_neurons=8, n_heldout=2, trials_per_target=7, seed=2), batch_size=64)
+    dm.setup("fit")
+    module = _module(dm)
+    module.infer_cfg.update(split="neurons", heldout_neurons=0.25, steps=3)
+    out = analyze_nlb(module, dm, tmp_path / "figures")
+    assert set(out) == {"nlb/co_bps", "nlb/vel_r2", "nlb/psth_r2", "nlb/fp_bps"}
+    # independent: infer the test embeddings from the held-in neurons, score the last 2 columns in numpy
+    test = dm.test_set
+    batch = TrialBatch(torch.arange(len(test)), test.conditions, test.data, dict(test.extras))
+    module.eval()
+    c = module.infer_embeddings(batch, 3)
+    with torch.no_grad():
+        rates = module.predict(c, batch).double().numpy()
+    expect = bits_per_spike_numpy(test.data[..., -2:].double().numpy(), rates[..., -2:])
+    assert out["nlb/co_bps"] == pytest.approx(expect, rel=1e-6)
+    assert (tmp_path / "figures" / "nlb.png").exists()
+    module.infer_cfg.update(heldout_neurons=0.5)
+    with pytest.raises(ValueError, match="heldout_neurons"):
+        analyze_nlb(module, dm, tmp_path)

@@ -28,15 +28,18 @@ from torch import nn
 from posedistill.losses.contrastive import info_nce, pose_invariant_augment
 from posedistill.losses.relations import flip_backward_clip, flip_images, relation_energy, slow_backward_pair
 from posedistill.models.heads import ProjectionHead
-from posedistill.stages.pose_eval import FrozenUpstream, PoseEvalModule
+from posedistill.stages import UpstreamMixin, freeze, require_upstream
+from posedistill.stages.pose_eval import PoseEvalModule
 
 ENERGIES = ("lcr", "hcr", "flip", "flip_backward", "slow_backward")
 # the code's learning rates (real data): contrastive 2e-5, non-local 1e-5
 CODE_LR = {"lcr": 2e-5, "hcr": 2e-5, "flip": 1e-5, "flip_backward": 1e-5, "slow_backward": 1e-5}
 
 
-class AdaptStage(FrozenUpstream, PoseEvalModule):
+class AdaptStage(UpstreamMixin, PoseEvalModule):
     """G initialised from G^s, adapted with round-robin relation energies (one Adam each)."""
+
+    _frozen = ("prior", "motion", "relations")
 
     def __init__(
         self,
@@ -56,13 +59,14 @@ class AdaptStage(FrozenUpstream, PoseEvalModule):
         **dims: Any,
     ):
         super().__init__(skeleton)
+        require_upstream(upstream, ("prior", "motion", "relations", "source"), "AdaptStage")
         self.save_hyperparameters(ignore=["upstream"])
         unknown = [e for e in energies if e not in ENERGIES]
         if unknown:
             raise ValueError(f"model.energies: unknown {unknown}; expected a subset of {list(ENERGIES)}")
         self.energies = list(energies)
         self.lr = {**CODE_LR, **dict(lr or {})}
-        self.prior, self.motion, self.relations = upstream["prior"], upstream["motion"], upstream["relations"]
+        self.prior, self.motion, self.relations = (freeze(upstream[n]) for n in ("prior", "motion", "relations"))
         self.encoder = copy.deepcopy(upstream["source"].encoder)
         self.encoder.set_trainable(trainable)
         self.heads = nn.ModuleDict()
@@ -77,9 +81,6 @@ class AdaptStage(FrozenUpstream, PoseEvalModule):
         self._gen = torch.Generator().manual_seed(seed)
         self._turn = 0
         self.automatic_optimization = False
-
-    def frozen_modules(self) -> list[nn.Module]:
-        return [self.prior, self.motion, self.relations]
 
     def predict_pose(self, images: torch.Tensor) -> torch.Tensor:
         return self.prior.decode(self.encoder(images))

@@ -25,23 +25,24 @@ from posedistill.losses.adversarial import domain_loss, grad_reverse
 from posedistill.losses.contrastive import pose_invariant_augment
 from posedistill.models.heads import DomainClassifier
 from posedistill.skeleton import flip_pose
-from posedistill.stages.pose_eval import FrozenUpstream, PoseEvalModule
+from posedistill.stages import UpstreamMixin, freeze, require_upstream
+from posedistill.stages.pose_eval import PoseEvalModule
 
 
-class _FinetuneStage(FrozenUpstream, PoseEvalModule):
+class _FinetuneStage(UpstreamMixin, PoseEvalModule):
     """G copied from G^s with only ``trainable`` parts free; subclasses define ``loss(batch)``."""
+
+    _frozen: tuple[str, ...] = ("prior",)
 
     def __init__(self, upstream: Mapping[str, nn.Module], trainable: Sequence[str] | str, lr: float, clip_len: int,
                  skeleton: str, seed: int):
         super().__init__(skeleton)
-        self.prior = upstream["prior"]
+        require_upstream(upstream, ("prior", "source"), type(self).__name__)
+        self.prior = freeze(upstream["prior"])
         self.encoder = copy.deepcopy(upstream["source"].encoder)
         self.encoder.set_trainable(trainable)
         self.lr, self.clip_len = lr, clip_len
         self._gen = torch.Generator().manual_seed(seed)
-
-    def frozen_modules(self) -> list[nn.Module]:
-        return [self.prior]
 
     def predict_pose(self, images: torch.Tensor) -> torch.Tensor:
         return self.prior.decode(self.encoder(images))
@@ -61,6 +62,8 @@ class _FinetuneStage(FrozenUpstream, PoseEvalModule):
 class PseudoLabelStage(_FinetuneStage):
     """Self-training on flip-consistent pseudo-labels from the frozen source model."""
 
+    _frozen = ("prior", "teacher")
+
     def __init__(
         self,
         upstream: Mapping[str, nn.Module],
@@ -77,11 +80,8 @@ class PseudoLabelStage(_FinetuneStage):
         self.save_hyperparameters(ignore=["upstream"])
         if not 0 < keep_fraction <= 1:
             raise ValueError(f"model.keep_fraction must be in (0, 1], got {keep_fraction}")
-        self.teacher = copy.deepcopy(upstream["source"].encoder).requires_grad_(False)
+        self.teacher = freeze(copy.deepcopy(upstream["source"].encoder))
         self.augment_kw = dict(augment or {})
-
-    def frozen_modules(self) -> list[nn.Module]:
-        return [self.prior, self.teacher]
 
     def loss(self, batch) -> torch.Tensor:
         frames = batch.images[:, : self.clip_len].flatten(0, 1)  # (B·T, C, H, W)

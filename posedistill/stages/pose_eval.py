@@ -97,16 +97,3 @@ class PoseEvalModule(pl.LightningModule):
             out.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(out, pred=pred, true=true)
 
-
-class FrozenUpstream:
-    """Mixin: keeps the upstream stages (given by ``frozen_modules``) in eval mode whatever
-    ``train()`` is called with, since Lightning puts every submodule in train mode on fit."""
-
-    def frozen_modules(self) -> list[nn.Module]:
-        raise NotImplementedError
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in self.frozen_modules():
-            m.eval()
-        return self

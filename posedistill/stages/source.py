@@ -17,11 +17,14 @@ from torch import nn
 from posedistill.losses.contrastive import pose_invariant_augment
 from posedistill.models.image_encoder import ImageEncoder
 from posedistill.skeleton import flip_pose
-from posedistill.stages.pose_eval import FrozenUpstream, PoseEvalModule
+from posedistill.stages import UpstreamMixin, freeze, require_upstream
+from posedistill.stages.pose_eval import PoseEvalModule
 
 
-class SourceStage(FrozenUpstream, PoseEvalModule):
+class SourceStage(UpstreamMixin, PoseEvalModule):
     """G^s trained on labelled source frames (``ImageBatch``); evaluated on target test clips."""
+
+    _frozen = ("prior",)
 
     def __init__(
         self,
@@ -36,16 +39,14 @@ class SourceStage(FrozenUpstream, PoseEvalModule):
         **dims: Any,
     ):
         super().__init__(skeleton)
+        require_upstream(upstream, ("prior",), "SourceStage")
         self.save_hyperparameters(ignore=["upstream"])
-        self.prior = upstream["prior"]
+        self.prior = freeze(upstream["prior"])
         enc_kw = dict(encoder or {})
         if "image_size" in dims:
             enc_kw.setdefault("image_size", dims["image_size"])
         self.encoder = ImageEncoder(**enc_kw, latent_box=float(self.prior.latent_box))
         self._gen = torch.Generator().manual_seed(seed)
-
-    def frozen_modules(self) -> list[nn.Module]:
-        return [self.prior]
 
     def predict_pose(self, images: torch.Tensor) -> torch.Tensor:
         return self.prior.decode(self.encoder(images))

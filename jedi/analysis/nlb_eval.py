@@ -8,6 +8,7 @@ fp-bps when the data carry ``forward_spikes`` (the student is unrolled past the 
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +19,8 @@ from jedi.analysis.plotting import plt, save_figure
 from jedi.data.trials import TrialBatch, TrialSet
 from jedi.metrics.nlb import NLBEvaluator
 
+log = logging.getLogger(__name__)
+
 
 def _batches(trials: TrialSet, batch_size: int, device):
     for lo in range(0, len(trials), batch_size):
@@ -26,13 +29,20 @@ def _batches(trials: TrialSet, batch_size: int, device):
                          {k: v[idx].to(device) for k, v in trials.extras.items()})
 
 
+def _skip_reason(module, trials: TrialSet) -> Optional[str]:
+    """Why NLB scores do not apply to this run (None when they do)."""
+    if int(trials.meta.get("n_heldout", 0)) == 0:
+        return "the data have no held-out neurons (data.source.n_heldout)"
+    if trials.meta.get("output", "counts") != "counts":
+        return "the data are scaled rates (data.source.output=rates), not spike counts"
+    if getattr(module, "infer_cfg", {}).get("split") != "neurons":
+        return "model.infer.split is not 'neurons' (embeddings must be fitted on held-in neurons only)"
+    return None
+
+
 def _check_split(module, trials: TrialSet) -> None:
-    cfg = getattr(module, "infer_cfg", {})
-    K, n_out = trials.data.shape[2], int(trials.meta.get("n_heldout", 0))
-    if n_out == 0:
-        raise ValueError("analyze_nlb: the data have no held-out neurons (set data.source.n_heldout)")
-    if cfg.get("split") != "neurons":
-        raise ValueError("analyze_nlb: needs model.infer.split=neurons (embeddings fitted on held-in neurons)")
+    cfg = module.infer_cfg
+    K, n_out = trials.data.shape[2], int(trials.meta["n_heldout"])
     cut = K - int(round(cfg["heldout_neurons"] * K))
     if cut != K - n_out:
         raise ValueError(f"analyze_nlb: model.infer.heldout_neurons={cfg['heldout_neurons']} holds out {K - cut} of "
@@ -59,7 +69,15 @@ def _plot(ev: NLBEvaluator, scores: dict, path: Path) -> Path:
 
 
 def analyze_nlb(module, datamodule, out_dir: Path, steps: Optional[int] = None, batch_size: int = 64) -> dict:
-    """co-bps / vel R^2 / PSTH R^2 / fp-bps on the test trials; returns ``nlb/<score>``, saves ``nlb.png``."""
+    """co-bps / vel R^2 / PSTH R^2 / fp-bps on the test trials; returns ``nlb/<score>``, saves ``nlb.png``.
+
+    Returns {} (with a warning) where the scores do not apply: no held-out neurons, the rates (MSE)
+    route, or an inference split other than ``neurons``.
+    """
+    reason = _skip_reason(module, datamodule.full_set)
+    if reason is not None:
+        log.warning("analyze_nlb: skipped, %s", reason)
+        return {}
     _check_split(module, datamodule.full_set)
     ev = NLBEvaluator.from_trialset(datamodule.full_set)
     device = next(module.parameters()).device

@@ -233,13 +233,12 @@ class MCMazeNWB:
         sigma_ms = self.psth_sigma * 1000.0
         margin = int(np.ceil(4 * sigma_ms))
         n_ms = T * bin_ms + 2 * margin
-        per_cond = np.bincount(conditions, minlength=n_conditions).astype(np.float64)
+        onehot = np.eye(n_conditions)[conditions].T  # (C, n)
+        average = onehot / onehot.sum(1, keepdims=True)  # rows: mean over the condition's trials
         psth = np.empty((n_conditions, T, len(spike_lists)))
         for u, s in enumerate(spike_lists):
             trains = bin_events(s, starts - margin / 1000.0, 0.001, n_ms)  # (n, n_ms) 1 ms counts
-            mean = np.zeros((n_conditions, n_ms))
-            np.add.at(mean, conditions, trains)
-            mean /= per_cond[:, None]
+            mean = average @ trains  # (C, n_ms)
             smooth = gaussian_filter1d(mean, sigma_ms, axis=1, mode="constant")[:, margin:margin + T * bin_ms]
             psth[:, :, u] = smooth.reshape(n_conditions, T, bin_ms).sum(-1)
         return psth

@@ -140,12 +140,17 @@ class TrialDataMat:
         T = (hi - lo) // factor
 
         counts, vel, pos, directions, events, kept = [], [], [], [], {f: [] for f in self.event_fields}, []
+        no_event = 0
         lag = int(round(self.velocity_lag / native))
         for i, r in records:
             spikes = np.concatenate([np.atleast_2d(np.asarray(
                 self._field(r, a + self.spikes_suffix, i, "data.source.arrays"), dtype=np.float64).T).T
                 for a in self.arrays], axis=1)  # (T_trial, K)
-            onset = int(self._field(r, self.align_field, i, "data.source.align_field")) - self.index_base
+            onset = np.asarray(self._field(r, self.align_field, i, "data.source.align_field"), dtype=np.float64).ravel()
+            if onset.size != 1 or np.isnan(onset[0]):
+                no_event += 1
+                continue
+            onset = int(onset[0]) - self.index_base
             a, b = onset + lo, onset + lo + T * factor
             if a < 0 or b > spikes.shape[0] or (self.velocity_field and b + lag > spikes.shape[0]):
                 continue
@@ -166,7 +171,8 @@ class TrialDataMat:
             raise ValueError(f"{path}: no trial has the window {list(self.window)} s around '{self.align_field}' "
                              f"inside its bins")
         if len(kept) < len(records):
-            log.info("%s: %d of %d trials dropped (window outside the trial)", path, len(records) - len(kept), len(records))
+            log.info("%s: %d of %d trials dropped (%d without '%s', the others with the window outside the trial)",
+                     path, len(records) - len(kept), len(records), no_event, self.align_field)
         counts = np.stack(counts)
         rate = np.nansum(counts, axis=(0, 1)) / (counts.shape[0] * T * self.bin_size)
         active = rate >= self.min_rate_hz

@@ -23,10 +23,11 @@ def _run(compose_cfg, overrides):
     return cfg, metrics
 
 
-def _check(cfg, metrics, n_prep):
+def _check(cfg, metrics, n_prep, nlb=True):
     assert metrics["analysis/reach/n_contexts_prep"] == n_prep
     assert "test/r2" in metrics and "val/r2" in metrics
-    assert {"analysis/nlb/co_bps", "analysis/nlb/vel_r2", "analysis/nlb/psth_r2"} <= set(metrics)
+    nlb_keys = {"analysis/nlb/co_bps", "analysis/nlb/vel_r2", "analysis/nlb/psth_r2"}
+    assert nlb_keys <= set(metrics) if nlb else not nlb_keys & set(metrics)
     assert (Path(cfg.paths.output_dir) / "figures" / "reach_phases.png").exists()
 
 
@@ -34,7 +35,16 @@ def test_monkey_reach_on_the_surrogate(compose_cfg):
     cfg, metrics = _run(compose_cfg, ["data.source.trials_per_target=7", "data.source.n_neurons=12",
                                       "data.source.n_heldout=3"])
     assert cfg.data.source._target_.endswith("SurrogateReach")
+    assert "data=jedi.data.surrogate_reach.SurrogateReach" in cfg.tags
     _check(cfg, metrics, n_prep=8 * 5)  # 7 trials per (phase, target): 5 train
+
+
+def test_monkey_reach_mse_route_on_scaled_rates(compose_cfg):
+    cfg, metrics = _run(compose_cfg, ["data.source.trials_per_target=7", "data.source.n_neurons=12",
+                                      "data.source.n_heldout=3", "loss=mse", "model.latent_dim=null",
+                                      "model.init_state=data", "model.infer.split=none", "data.source.output=rates",
+                                      "data.source.smooth_sigma=0.05"])
+    _check(cfg, metrics, n_prep=8 * 5, nlb=False)  # NLB scores need spike counts: skipped
 
 
 def test_monkey_reach_on_an_mc_maze_nwb_file(compose_cfg, tmp_path):

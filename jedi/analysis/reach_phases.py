@@ -63,12 +63,13 @@ def _plot(eigs: list[np.ndarray], lyap: list[np.ndarray], names: list[str], tol:
         axes[2].hist(np.abs(eig).ravel(), bins=bins, alpha=0.5, density=True, color=PHASE_COLORS[p], label=names[p])
     axes[2].axvspan(1 - tol, 1 + tol, color="0.85", zorder=0)
     axes[2].axvline(1.0, color="k", lw=0.8)
-    axes[2].set(xlabel="|λ|", ylabel="density", title="distance to the unit circle")
+    axes[2].set(xlabel="|λ|", ylabel="density", title="|λ| per phase (grey: within tol of 1)")
     axes[2].legend(frameon=False)
     axes[3].boxplot(list(lyap))
     axes[3].set_xticks(range(1, len(names) + 1), list(names))
     axes[3].axhline(0, color="k", lw=0.6)
     axes[3].set(ylabel="λ_max (1/s)", title="largest Lyapunov exponent")
+    fig.tight_layout()
     return save_figure(fig, path)
 
 

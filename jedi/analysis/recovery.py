@@ -6,7 +6,9 @@ held-out conditions, the mean inferred embedding) and searched with the batched 
 points are matched to the teacher's (``meta["teacher_fixed_points"]``) in rate space (tanh x) with
 the Hungarian algorithm; sets of different sizes match min(n_student, n_teacher) pairs, so ring
 attractors of slow points are compared as sets. Distances are divided by the spread of the teacher's
-recorded rates (RMS distance to their mean). Conditions sharing one teacher input (e.g. all
+recorded rates (RMS distance to their mean); stability agreement counts the matched pairs closer than
+``match_radius`` spreads (genuine correspondences), since sets searched from different initial
+states need not contain the same saddles. Conditions sharing one teacher input (e.g. all
 flip-flop patterns) are also pooled: the fraction of the teacher's stable points that some student
 stable point of the group lies within ``match_radius`` spreads of, after Hungarian matching.
 Unit-per-neuron mode only (neuron identity is preserved, no alignment is needed).
@@ -42,17 +44,25 @@ def hungarian_match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def compare_sets(student: np.ndarray, student_stable: np.ndarray, teacher: np.ndarray,
-                 teacher_stable: np.ndarray, spread: float) -> dict:
+                 teacher_stable: np.ndarray, spread: float, radius: float) -> dict:
     """Hungarian comparison of two fixed-point sets in rate space.
 
-    Returns n_student, n_teacher, matched_distance (mean matched distance / spread; NaN if either
-    set is empty), stability_agreement (fraction of matched pairs with the same stability).
+    Returns n_student, n_teacher; matched_distance (mean matched distance / spread; NaN if either set
+    is empty); close_fraction (fraction of matched pairs closer than ``radius``, i.e. genuine
+    correspondences); stability_agreement (fraction of those close pairs with the same stability;
+    NaN without any); stable_matched_distance (matched distance between the stable points only).
     """
+    student_stable, teacher_stable = np.asarray(student_stable, bool), np.asarray(teacher_stable, bool)
     rows, cols, dist = hungarian_match(student, teacher)
-    agree = (np.asarray(student_stable)[rows] == np.asarray(teacher_stable)[cols]) if len(rows) else np.zeros(0)
+    close = dist < radius
+    agree = student_stable[rows][close] == teacher_stable[cols][close]
+    _, _, dist_stable = hungarian_match(student[student_stable], teacher[teacher_stable])
+    nan = float("nan")
     return {"n_student": float(len(student)), "n_teacher": float(len(teacher)),
-            "matched_distance": float(dist.mean() / spread) if len(dist) else float("nan"),
-            "stability_agreement": float(agree.mean()) if len(agree) else float("nan")}
+            "matched_distance": float(dist.mean() / spread) if len(dist) else nan,
+            "close_fraction": float(close.mean()) if len(dist) else nan,
+            "stability_agreement": float(agree.mean()) if len(agree) else nan,
+            "stable_matched_distance": float(dist_stable.mean() / spread) if len(dist_stable) else nan}
 
 
 def recovered_fraction(student: np.ndarray, teacher: np.ndarray, radius: float) -> float:
@@ -103,19 +113,27 @@ def plot_recovery(teacher_sets: dict, student_sets: dict, data: torch.Tensor, pa
     frames = frames[~torch.isnan(frames).any(1)].numpy()
     pca = PCA(n_components=2).fit(frames)
     groups = sorted(teacher_sets)
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 4), squeeze=False)
-    for ax, g in zip(axes[0], groups):
+    ncols = min(5, len(groups))
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.5 * ncols, 3.5 * nrows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.axis("off")
+    styles = {"teacher": ("o", "tab:blue"), "student": ("x", "tab:red")}
+    for ax, g in zip(axes.flat, groups):
         bg = pca.transform(frames[:: max(1, len(frames) // 2000)])
-        ax.scatter(bg[:, 0], bg[:, 1], s=1, color="0.85")
-        for (pts, stable), marker, color in ((teacher_sets[g], "o", "tab:blue"), (student_sets[g], "x", "tab:red")):
-            if len(pts):
-                p = pca.transform(pts)
-                ax.scatter(p[stable, 0], p[stable, 1], marker=marker, color=color, s=30)
-                ax.scatter(p[~stable, 0], p[~stable, 1], marker=marker, facecolors="none" if marker == "o" else "tab:orange",
-                           edgecolors=color, s=30)
+        ax.scatter(bg[:, 0], bg[:, 1], s=1, color="0.85", label="recorded rates")
+        for who, (pts, stable) in (("teacher", teacher_sets[g]), ("student", student_sets[g])):
+            if not len(pts):
+                continue
+            marker, color = styles[who]
+            p = pca.transform(pts)
+            ax.scatter(p[stable, 0], p[stable, 1], marker=marker, color=color, s=30, label=f"{who} stable")
+            unstable = {"facecolors": "none", "edgecolors": color} if marker == "o" else {"color": "tab:orange"}
+            ax.scatter(p[~stable, 0], p[~stable, 1], marker=marker, s=30, label=f"{who} unstable", **unstable)
         ax.set_title(f"input group {g}", fontsize=9)
-    axes[0][0].legend(["recorded rates", "teacher stable", "teacher unstable", "student stable", "student unstable"],
-                      fontsize=6)
+        ax.set_xlabel("PC1 of recorded rates")
+        ax.set_ylabel("PC2")
+    axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -131,8 +149,9 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
     ``max_q`` / ``teacher_max_q`` keep only (slow) points with q below them. Returns
     recovery/n_student_fp, recovery/n_teacher_fp (means over conditions),
     recovery/matched_distance (mean over conditions of mean matched distance / spread),
-    recovery/stability_agreement, recovery/stable_recovered_fraction (pooled per input group,
-    averaged), recovery/spread; saves fixed_point_recovery.png.
+    recovery/stable_matched_distance (stable points only), recovery/close_fraction (matched pairs
+    within ``match_radius`` spreads), recovery/stability_agreement (among those close pairs),
+    recovery/stable_recovered_fraction (pooled per input group, averaged), recovery/spread; saves fixed_point_recovery.png.
     """
     full = datamodule.full_set
     names = full.condition_names
@@ -152,7 +171,7 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
         keep = t["q"] <= teacher_max_q if teacher_max_q is not None else np.ones(len(t["q"]), bool)
         s_rates = np.tanh(ctx.xstar.numpy())
         s_stable = ctx.stable.numpy().astype(bool)
-        per.append(compare_sets(s_rates, s_stable, t["rates"][keep], t["stable"][keep], spread))
+        per.append(compare_sets(s_rates, s_stable, t["rates"][keep], t["stable"][keep], spread, match_radius * spread))
         teacher_sets[t["group"]] = (t["rates"][keep], t["stable"][keep])
         prev = student_sets.get(t["group"], (np.zeros((0, s_rates.shape[1])), np.zeros(0, bool)))
         student_sets[t["group"]] = (np.concatenate([prev[0], s_rates]), np.concatenate([prev[1], s_stable]))
@@ -160,7 +179,9 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
                  for g, (pts, stable) in teacher_sets.items()]
     out = {f"recovery/{k}": float(np.nanmean([p[src] for p in per]))
            for k, src in (("n_student_fp", "n_student"), ("n_teacher_fp", "n_teacher"),
-                          ("matched_distance", "matched_distance"), ("stability_agreement", "stability_agreement"))}
+                          ("matched_distance", "matched_distance"), ("close_fraction", "close_fraction"),
+                          ("stability_agreement", "stability_agreement"),
+                          ("stable_matched_distance", "stable_matched_distance"))}
     out["recovery/stable_recovered_fraction"] = float(np.nanmean(fractions)) if fractions else float("nan")
     out["recovery/spread"] = spread
     plot_recovery(teacher_sets, student_sets, full.data, Path(out_dir) / "fixed_point_recovery.png")

@@ -1,0 +1,161 @@
+"""Embedding probes, generalisation bookkeeping and Hungarian fixed-point recovery."""
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from jedi.analysis.generalisation import per_condition_r2
+from jedi.analysis.probes import analyze_embedding_probes, classification_probe, value_regression
+from jedi.analysis.recovery import compare_sets, hungarian_match, rate_spread, recovered_fraction
+from jedi.data.trials import TrialDataModule, TrialSet
+from jedi.lit_module import JediModule
+from jedi.models.hypernet import LowRankHypernet
+from jedi.models.rnn import RateRNN
+
+
+def test_probe_recovers_separable_labels():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 25)
+    centres = 5.0 * np.eye(4, 6)
+    emb = centres[labels] + 0.3 * rng.standard_normal((100, 6))
+    out = classification_probe(emb, labels, n_splits=5, seed=0)
+    assert out["accuracy"] == 1.0 and out["balanced_accuracy"] == 1.0 and out["chance"] == 0.25
+
+
+def test_probe_is_at_chance_on_shuffled_noise():
+    rng = np.random.default_rng(1)
+    labels = rng.permutation(np.repeat(np.arange(4), 100))
+    emb = rng.standard_normal((400, 8))
+    out = classification_probe(emb, labels, n_splits=5, seed=0)
+    # chance 0.25; the std of the accuracy of 400 independent guesses is ~0.022
+    assert abs(out["accuracy"] - 0.25) < 0.08 and abs(out["balanced_accuracy"] - 0.25) < 0.08
+
+
+def test_value_regression_r2():
+    rng = np.random.default_rng(2)
+    emb = rng.standard_normal((120, 5))
+    values = emb @ np.array([1.0, -2.0, 0.5, 0.0, 0.0]) + 3.0
+    assert value_regression(emb, values) > 0.99
+    assert value_regression(emb, rng.standard_normal(120)) < 0.1
+
+
+def test_hungarian_identical_sets():
+    rng = np.random.default_rng(3)
+    pts = rng.standard_normal((6, 10))
+    stable = np.array([True, False, True, True, False, True])
+    out = compare_sets(pts, stable, pts.copy(), stable.copy(), spread=2.0, radius=0.1)
+    assert out["matched_distance"] == 0.0 and out["stability_agreement"] == 1.0 and out["close_fraction"] == 1.0
+    assert out["n_student"] == out["n_teacher"] == 6
+
+
+def test_hungarian_finds_the_permutation_of_a_perturbed_set():
+    rng = np.random.default_rng(4)
+    teacher = 3.0 * rng.standard_normal((7, 12))
+    perm = rng.permutation(7)
+    noise = 0.01 * rng.standard_normal((7, 12))
+    student = teacher[perm] + noise
+    rows, cols, dist = hungarian_match(student, teacher)
+    np.testing.assert_array_equal(cols[np.argsort(rows)], perm)  # student i <-> teacher perm[i]
+    np.testing.assert_allclose(dist, np.linalg.norm(noise[rows], axis=1))
+    stable = rng.random(7) < 0.5
+    flipped = stable[perm].copy()
+    flipped[0] = ~flipped[0]
+    out = compare_sets(student, flipped, teacher, stable, spread=0.5, radius=0.2)
+    assert out["matched_distance"] == pytest.approx(np.linalg.norm(noise, axis=1).mean() / 0.5)
+    assert out["stability_agreement"] == pytest.approx(6 / 7) and out["close_fraction"] == 1.0
+    far = compare_sets(student + 10.0, flipped, teacher, stable, spread=0.5, radius=0.2)
+    assert far["close_fraction"] == 0.0 and np.isnan(far["stability_agreement"])
+
+
+def test_ring_compared_as_a_set_and_recovered_fraction():
+    angles = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    ring = np.stack([np.cos(angles), np.sin(angles)], 1)
+    student = ring[::10] * 1.01  # 4 points on a slightly larger ring
+    rows, cols, dist = hungarian_match(student, ring)
+    assert len(rows) == 4 and np.allclose(dist, 0.01) and set(cols) == {0, 10, 20, 30}
+    assert recovered_fraction(student, ring[::10], radius=0.05) == 1.0
+    assert recovered_fraction(student, ring, radius=0.05) == pytest.approx(0.1)
+    assert np.isnan(compare_sets(np.zeros((0, 2)), np.zeros(0, bool), ring, np.ones(40, bool), 1.0, 0.1)["matched_distance"])
+
+
+def test_rate_spread_is_rms_distance_to_the_mean():
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal((3, 4, 5))
+    data[0, 3] = np.nan
+    frames = data.reshape(-1, 5)
+    frames = frames[~np.isnan(frames).any(1)]
+    expected = np.sqrt(((frames - frames.mean(0)) ** 2).sum(1).mean())
+    assert rate_spread(torch.from_numpy(data)) == pytest.approx(expected)
+
+
+def _tiny_jedi(n_trials: int, n_conditions: int, n_neurons: int = 4, rank: int = 2, dt: float = 0.01,
+               tau: float = 0.05) -> JediModule:
+    with torch.random.fork_rng():  # the module initialises from the global generator; keep it untouched
+        torch.manual_seed(0)
+        return JediModule(n_neurons=n_neurons, n_train_trials=n_trials, n_conditions=n_conditions, n_steps=6, dt=dt,
+                          hypernet=partial(LowRankHypernet, rank=rank, hidden_dim=8), rnn=partial(RateRNN, tau=tau),
+                          embedding_dim=3).eval()
+
+
+def _trialset(n: int, n_cond: int, seed: int) -> TrialSet:
+    g = torch.Generator().manual_seed(seed)
+    return TrialSet(data=0.5 * torch.tanh(torch.randn(n, 6, 4, generator=g)), conditions=torch.arange(n) % n_cond,
+                    condition_names=[f"c{i}" for i in range(n_cond)], dt=0.01)
+
+
+def test_per_condition_r2_matches_numpy():
+    module = _tiny_jedi(10, 2)
+    trials = _trialset(9, 3, seed=0)
+    emb = torch.randn(9, 3, generator=torch.Generator().manual_seed(1))
+    scores = per_condition_r2(module, trials, emb, batch_size=4)
+    from jedi.data.trials import TrialBatch
+    with torch.no_grad():
+        pred = module.predict(emb, TrialBatch(torch.arange(9), trials.conditions, trials.data, {})).numpy()
+    y = trials.data.numpy()
+    for c in range(3):
+        sel = trials.conditions.numpy() == c
+        yc, pc = y[sel].reshape(-1, 4), pred[sel].reshape(-1, 4)
+        expected = 1 - ((yc - pc) ** 2).sum() / ((yc - yc.mean(0)) ** 2).sum()
+        assert scores[c] == pytest.approx(expected, rel=1e-5)
+
+
+def test_probe_entry_point_on_a_module(tmp_path):
+    trials = _trialset(60, 3, seed=2)
+    dm = TrialDataModule(lambda: trials, batch_size=8, split=[0.7, 0.15, 0.15], seed=0)
+    dm.setup()
+    module = _tiny_jedi(len(dm.train_set), 3)
+    y = dm.train_set.conditions
+    with torch.no_grad():  # separable embeddings: one corner per condition
+        module.embeddings.table.weight.copy_(3.0 * torch.eye(3)[y] + 0.1 * torch.randn(len(y), 3, generator=torch.Generator().manual_seed(3)))
+    out = analyze_embedding_probes(module, dm, tmp_path)
+    assert out["probes/accuracy"] == 1.0 and out["probes/chance"] == pytest.approx(1 / 3)
+    assert "probes/value_r2" not in out
+    assert (tmp_path / "embedding_pca.png").stat().st_size > 0
+
+
+def test_recovery_of_a_student_equal_to_the_teacher(tmp_path):
+    """A student whose J(c) is the bistable teacher's J for every c recovers its 8 attractors exactly."""
+    from test_teacher_recordings import _bistable_teacher
+
+    from jedi.analysis.recovery import analyze_fixed_point_recovery
+    from jedi.data.task_recordings import TaskRecordingsDataModule, TaskTeacherRecordings
+    from jedi.data.tasks import FlipFlop
+
+    teacher = _bistable_teacher()
+    rec = partial(TaskTeacherRecordings, task=FlipFlop(n_steps=300, switch_prob=0.02, pulse_steps=5), n_trials=6,
+                  segment_len=10, min_steps=5, fixed_points={"n_inits": 64, "init_noise": 0.5, "max_q": 1e-10}, seed=0)
+    dm = TaskRecordingsDataModule({"teacher": teacher}, rec, batch_size=8, split=[0.6, 0.2, 0.2])
+    dm.setup()
+    module = _tiny_jedi(len(dm.train_set), len(dm.full_set.condition_names), n_neurons=3, rank=3, dt=0.02, tau=0.1)
+    N = 3
+    with torch.no_grad():  # U = V = sqrt(2N) I, so J(c) = U V^T / N = 2 I = the teacher's J, whatever c
+        head = module.hypernet.head
+        head.weight.zero_()
+        eye = (2.0 * N) ** 0.5 * torch.eye(N)
+        head.bias.copy_(torch.stack([eye, eye]).reshape(-1))
+    out = analyze_fixed_point_recovery(module, dm, tmp_path, n_inits=64, init_noise=0.5, max_q=1e-10, teacher_max_q=1e-10)
+    assert out["recovery/stable_recovered_fraction"] == 1.0
+    assert out["recovery/stable_matched_distance"] < 1e-4
+    assert out["recovery/stability_agreement"] == 1.0  # every close pair is the same fixed point
+    assert (tmp_path / "fixed_point_recovery.png").exists()

@@ -3,7 +3,6 @@ fetch command's offline behaviour."""
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest

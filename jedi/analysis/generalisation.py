@@ -1,5 +1,5 @@
 """Generalisation (spec jedi.md §8h): reconstruction R^2 on held-out trials of seen conditions next to
-R^2 on trials of held-out (never trained) conditions, overall and per condition.
+R^2 on trials of held-out (never trained) conditions, pooled and per condition.
 
 Both use embeddings inferred with the hypernetwork frozen (``module.inferred`` after
 ``trainer.test``); per-condition scores re-run the student from those embeddings.
@@ -45,6 +45,8 @@ def plot_generalisation(scores: dict[str, dict[str, float]], path: Path) -> None
     x0, ticks, labels = 0, [], []
     for split, color in (("test", "tab:blue"), ("heldout_cond", "tab:orange")):
         per = scores.get(split, {})
+        if not per:
+            continue
         xs = np.arange(x0, x0 + len(per))
         ax.bar(xs, list(per.values()), color=color,
                label="held-out trials, seen conditions" if split == "test" else "held-out conditions")
@@ -66,8 +68,10 @@ def analyze_generalisation(module, datamodule, out_dir: Path) -> dict:
     """R^2 of seen vs held-out conditions side by side.
 
     Returns generalisation/r2_seen, generalisation/r2_heldout_cond (NaN without held-out
-    conditions), generalisation/gap (= seen - held-out) and generalisation/r2/<condition> per
-    condition; saves generalisation.png.
+    conditions), generalisation/gap (= seen - held-out), generalisation/r2/<condition> per
+    condition, and the per-condition means *_condition_mean with their gap (pooled R^2 counts the
+    variance between conditions, so a split with a single held-out condition scores lower even at
+    equal fit; the per-condition means compare like with like); saves generalisation.png.
     """
     inferred = getattr(module, "inferred", {})
     if "test" not in inferred:
@@ -82,6 +86,12 @@ def analyze_generalisation(module, datamodule, out_dir: Path) -> dict:
     held = inferred["heldout_cond"].r2 if "heldout_cond" in inferred else float("nan")
     out = {"generalisation/r2_seen": float(seen), "generalisation/r2_heldout_cond": float(held),
            "generalisation/gap": float(seen - held)}
+    # like for like: each condition scored against its own variance, then averaged per split
+    per_seen = np.mean(list(scores["test"].values()))
+    per_held = np.mean(list(scores["heldout_cond"].values())) if "heldout_cond" in scores else float("nan")
+    out.update({"generalisation/r2_seen_condition_mean": float(per_seen),
+                "generalisation/r2_heldout_cond_condition_mean": float(per_held),
+                "generalisation/gap_condition_mean": float(per_seen - per_held)})
     for per in scores.values():
         out.update({f"generalisation/r2/{name}": r for name, r in per.items()})
     plot_generalisation(scores, Path(out_dir) / "generalisation.png")

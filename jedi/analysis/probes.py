@@ -70,18 +70,19 @@ def plot_embedding_pca(embeddings: np.ndarray, labels: np.ndarray, names: list[s
     proj = pca.transform(embeddings)
     if proj.shape[1] == 1:
         proj = np.concatenate([proj, np.zeros_like(proj)], 1)
-    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    n = len(names)
+    colors = plt.get_cmap("tab10").colors if n <= 10 else plt.get_cmap("turbo")(np.linspace(0.05, 0.95, n))
     fig, ax = plt.subplots(figsize=(6, 5))
     for c in np.unique(labels):
         sel = labels == c
-        ax.scatter(proj[sel, 0], proj[sel, 1], s=10, color=cmap(int(c) % cmap.N), label=names[int(c)])
+        ax.scatter(proj[sel, 0], proj[sel, 1], s=10, color=colors[int(c)], label=names[int(c)])
     if extra is not None:
         pe = pca.transform(extra[0])
         if pe.shape[1] == 1:
             pe = np.concatenate([pe, np.zeros_like(pe)], 1)
         for c in np.unique(extra[1]):
             sel = extra[1] == c
-            ax.scatter(pe[sel, 0], pe[sel, 1], s=25, marker="x", color=cmap(int(c) % cmap.N))
+            ax.scatter(pe[sel, 0], pe[sel, 1], s=25, marker="x", color=colors[int(c)])
     ev = pca.explained_variance_ratio_
     ax.set_xlabel(f"PC1 ({100 * ev[0]:.0f}%)")
     ax.set_ylabel(f"PC2 ({100 * ev[1]:.0f}%)" if len(ev) > 1 else "PC2")

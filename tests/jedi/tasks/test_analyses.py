@@ -159,3 +159,27 @@ def test_recovery_of_a_student_equal_to_the_teacher(tmp_path):
     assert out["recovery/stable_matched_distance"] < 1e-4
     assert out["recovery/stability_agreement"] == 1.0  # every close pair is the same fixed point
     assert (tmp_path / "fixed_point_recovery.png").exists()
+
+
+def test_generalisation_reports_seen_and_heldout_side_by_side(tmp_path):
+    from jedi.analysis.generalisation import analyze_generalisation
+    from jedi.lit_module import InferredEmbeddings
+
+    trials = _trialset(40, 4, seed=6)
+    dm = TrialDataModule(lambda: trials, batch_size=8, split=[0.6, 0.2, 0.2], heldout_conditions=["c3"], seed=0)
+    dm.setup()
+    module = _tiny_jedi(len(dm.train_set), 4)
+    g = torch.Generator().manual_seed(7)
+    module.inferred = {"test": InferredEmbeddings(torch.randn(len(dm.test_set), 3, generator=g), dm.test_set.conditions, 0.8),
+                       "heldout_cond": InferredEmbeddings(torch.randn(len(dm.heldout_set), 3, generator=g),
+                                                          dm.heldout_set.conditions, 0.5)}
+    out = analyze_generalisation(module, dm, tmp_path)
+    assert out["generalisation/r2_seen"] == pytest.approx(0.8) and out["generalisation/r2_heldout_cond"] == 0.5
+    assert out["generalisation/gap"] == pytest.approx(0.3)
+    assert {k for k in out if k.startswith("generalisation/r2/")} == {f"generalisation/r2/c{i}" for i in range(4)}
+    expected = per_condition_r2(module, dm.heldout_set, module.inferred["heldout_cond"].embeddings)
+    assert out["generalisation/r2/c3"] == pytest.approx(expected[3])
+    seen = per_condition_r2(module, dm.test_set, module.inferred["test"].embeddings)
+    assert out["generalisation/r2_seen_condition_mean"] == pytest.approx(np.mean([seen[c] for c in range(3)]))
+    assert out["generalisation/gap_condition_mean"] == pytest.approx(np.mean([seen[c] for c in range(3)]) - expected[3])
+    assert (tmp_path / "generalisation.png").exists()

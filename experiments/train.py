@@ -1,12 +1,13 @@
 """Train, test, analyse: `python -m experiments.train experiment=jedi/multifreq [overrides]`."""
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import hydra
 from omegaconf import DictConfig
 
-from experiments.glue.config import prepare_config
+from experiments.glue.config import check_group_overrides, prepare_config
 from experiments.glue.run import run_task, train
 
 
@@ -18,4 +19,5 @@ def main(cfg: DictConfig) -> Optional[float]:
 
 
 if __name__ == "__main__":
+    check_group_overrides(sys.argv[1:])
     main()

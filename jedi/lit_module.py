@@ -38,6 +38,11 @@ class JediModule(pl.LightningModule):
         loss: reconstruction loss (``MaskedMSE`` on rates, ``PoissonNLL`` on counts).
         latent_dim: None for one unit per observed neuron; M for M units and a linear readout.
         init_state: ``data`` (x_0 = atanh(y_0), unit mode only) or ``context`` (x_0 from c).
+        shared_lr: learning rate of the hypernetwork's output bias, i.e. the shared factors every
+            context starts from (J(c) = (U_0 + dU(c))(V_0 + dV(c))^T / N). Adam's per-weight steps
+            through the wide output layer move dU(c) fast, so U_0 needs a larger rate to keep up.
+        noise_seed: process noise is drawn from a generator seeded by (noise_seed, global step), so a
+            resumed run draws the same noise as an uninterrupted one.
         infer: held-out embedding inference: steps (test), val_steps, lr, split (none | time | neurons),
             fraction (time split), heldout_neurons (fraction held out in the neuron split).
     """
@@ -46,8 +51,8 @@ class JediModule(pl.LightningModule):
                  hypernet: Callable[..., nn.Module], rnn: Callable[..., RateRNN], loss: Optional[nn.Module] = None,
                  embedding_dim: int = 8, embedding_tie: str = "trial", embedding_init_std: float = 0.1,
                  embedding_l2: float = 1e-4, latent_dim: Optional[int] = None, init_state: str = "data",
-                 lr: float = 1e-3, embedding_lr: float = 1e-2, weight_decay: float = 0.0,
-                 infer: Optional[dict] = None):
+                 lr: float = 1e-3, embedding_lr: float = 1e-2, shared_lr: float = 3e-2, weight_decay: float = 0.0,
+                 noise_seed: int = 0, infer: Optional[dict] = None):
         super().__init__()
         self.save_hyperparameters(ignore=["hypernet", "rnn", "loss"])
         if init_state not in ("data", "context"):
@@ -86,7 +91,11 @@ class JediModule(pl.LightningModule):
 
     def _raw(self, c: Tensor, data: Tensor) -> Tensor:
         """Unlinked prediction (B, T, K): rates (MSE) or log-rates (Poisson)."""
-        rates = self.rnn(self.weights_for(c), self.initial_state(c, data), data.shape[1])
+        gen = None
+        if self.training and self.rnn.noise_std > 0:
+            gen = torch.Generator(device=data.device)
+            gen.manual_seed(self.hparams.noise_seed * 1_000_003 + self.global_step)
+        rates = self.rnn(self.weights_for(c), self.initial_state(c, data), data.shape[1], generator=gen)
         return rates if self.readout is None else self.readout(rates)
 
     def predict(self, c: Tensor, batch: TrialBatch) -> Tensor:
@@ -113,9 +122,11 @@ class JediModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        net = [p for n, p in self.named_parameters() if not n.startswith("embeddings.")]
+        shared = {"hypernet.head.bias"}
+        net = [p for n, p in self.named_parameters() if not n.startswith("embeddings.") and n not in shared]
         return torch.optim.AdamW([
             {"params": net, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
+            {"params": [self.hypernet.head.bias], "lr": self.hparams.shared_lr, "weight_decay": 0.0},
             {"params": self.embeddings.parameters(), "lr": self.hparams.embedding_lr, "weight_decay": 0.0},
         ])
 

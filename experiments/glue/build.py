@@ -45,8 +45,16 @@ def build_model(model_cfg: DictConfig, loss_cfg: Optional[DictConfig], dm, upstr
     return hydra.utils.instantiate(node, **kwargs)
 
 
-def build_callbacks(cfg: Optional[DictConfig]) -> list[pl.Callback]:
-    return [hydra.utils.instantiate(cb) for cb in (cfg or {}).values() if isinstance(cb, DictConfig) and "_target_" in cb]
+def build_callbacks(cfg: Optional[DictConfig], has_logger: bool) -> list[pl.Callback]:
+    """Callbacks from the `callbacks` group; the learning-rate monitor only when something logs."""
+    callbacks = []
+    for cb in (cfg or {}).values():
+        if not (isinstance(cb, DictConfig) and "_target_" in cb):
+            continue
+        if not has_logger and cb._target_.endswith("LearningRateMonitor"):
+            continue
+        callbacks.append(hydra.utils.instantiate(cb))
+    return callbacks
 
 
 def build_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:

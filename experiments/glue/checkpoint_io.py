@@ -8,12 +8,14 @@ from typing import Any, Optional
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """A checkpoint on disk is always complete: a crash mid-write leaves the previous one intact."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
+        checkpoint = _plain(checkpoint)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -29,6 +31,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location: Optional[Any] = None, weights_only: Optional[bool] = None) -> dict:
         return load_checkpoint(path, map_location)
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers (e.g. in hyper-parameters) as plain dicts/lists, loadable with weights_only."""
+    if isinstance(obj, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(obj, resolve=True)
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
 
 
 def load_checkpoint(path, map_location: Optional[Any] = "cpu") -> dict:

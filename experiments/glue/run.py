@@ -108,7 +108,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     dm = build_datamodule(cfg.data, upstream)
     model = build_model(cfg.model, cfg.get("loss"), dm, upstream)
     loggers = instantiate_loggers(cfg.get("logger"), run_dir, resume_id)
-    trainer = build_trainer(cfg.trainer, build_callbacks(cfg.get("callbacks")), loggers)
+    trainer = build_trainer(cfg.trainer, build_callbacks(cfg.get("callbacks"), bool(loggers)), loggers)
     log_config(loggers, cfg, count_parameters(model))
 
     metrics: dict[str, float] = {}

@@ -155,17 +155,41 @@ class _TrialDataset(Dataset):
 
 
 def stratified_split(conditions: Tensor, fractions: Sequence[float], seed: int) -> list[Tensor]:
-    """Split trial indices per condition by ``fractions`` (summing to 1), seeded; returns index sets."""
+    """Split trial indices per condition into (train, val, test) by ``fractions``, seeded.
+
+    Each evaluation part with a nonzero fraction gets at least one trial of every condition that has
+    enough trials; the training part gets the rest.
+    """
     gen = torch.Generator().manual_seed(seed)
-    parts: list[list[Tensor]] = [[] for _ in fractions]
-    bounds = np.cumsum(fractions)
+    parts: list[list[Tensor]] = [[], [], []]
     for c in torch.unique(conditions):
         idx = torch.nonzero(conditions == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=gen)]
-        cuts = [0] + [int(round(b * len(idx))) for b in bounds]
-        for p in range(len(fractions)):
+        n = len(idx)
+        n_eval = [max(1, int(round(f * n))) if f > 0 and n >= 3 else int(round(f * n)) for f in fractions[1:]]
+        n_train = n - sum(n_eval)
+        cuts = np.cumsum([0, n_train, *n_eval])
+        for p in range(3):
             parts[p].append(idx[cuts[p]:cuts[p + 1]])
     return [torch.sort(torch.cat(p)).values for p in parts]
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A permutation drawn from (seed, epoch): a resumed run sees the same order as an uninterrupted
+    one (Lightning calls set_epoch before every epoch)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class TrialDataModule(pl.LightningDataModule):
@@ -229,8 +253,8 @@ class TrialDataModule(pl.LightningDataModule):
                 "dt": self.full_set.dt}
 
     def _loader(self, trials: TrialSet, shuffle: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(_TrialDataset(trials), batch_size=self.batch_size, shuffle=shuffle, generator=gen,
+        sampler = EpochShuffleSampler(len(trials), self.seed) if shuffle else None
+        return DataLoader(_TrialDataset(trials), batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

@@ -1,5 +1,6 @@
 """R^2 metrics equal an independent numpy computation, with NaN-masked entries, in any batching."""
 import numpy as np
+import pytest
 import torch
 
 from jedi.metrics.r2 import MeanNeuronR2, VarianceWeightedR2
@@ -38,3 +39,29 @@ def test_r2_is_one_for_perfect_prediction_and_zero_for_the_mean():
     m = VarianceWeightedR2(3)
     m.update(y.mean((0, 1), keepdim=True).expand_as(y), y)
     assert abs(float(m.compute())) < 1e-6
+
+
+def _ddp_worker(rank, world, port, y, yhat, out):
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    metric = VarianceWeightedR2(y.shape[-1])
+    half = slice(0, 7) if rank == 0 else slice(7, None)  # uneven shards
+    metric.update(yhat[half], y[half])
+    out[rank] = float(metric.compute())  # torchmetrics all-reduces the sum states
+    dist.destroy_process_group()
+
+
+def test_r2_is_synchronised_across_two_gloo_ranks():
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(12, 6, 4, generator=g)
+    yhat = y + 0.5 * torch.randn(12, 6, 4, generator=g)
+    whole = VarianceWeightedR2(4)
+    whole.update(yhat, y)
+    out = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(2, port, y, yhat, out), nprocs=2, join=True)
+    assert out[0] == out[1] == pytest.approx(float(whole.compute()), abs=1e-6)

@@ -19,11 +19,12 @@ def test_split_is_stratified_disjoint_and_holds_out_whole_conditions(tmp_path):
     assert set(dm.heldout_set.conditions.tolist()) == {names.index("3Hz")}
     for s in (dm.train_set, dm.val_set, dm.test_set):
         assert names.index("3Hz") not in s.conditions.tolist()
-    # 10 trials per seen condition -> 7 / 2 (1.5 rounded) / 1 per condition
-    assert torch.bincount(dm.train_set.conditions, minlength=4)[[0, 1, 3]].tolist() == [7, 7, 7]
+    # 10 trials per seen condition -> 2 val (1.5 rounded half to even) / 2 test / 6 train
+    assert torch.bincount(dm.train_set.conditions, minlength=4)[[0, 1, 3]].tolist() == [6, 6, 6]
+    assert torch.bincount(dm.val_set.conditions, minlength=4)[[0, 1, 3]].tolist() == [2, 2, 2]
     total = len(dm.train_set) + len(dm.val_set) + len(dm.test_set) + len(dm.heldout_set)
     assert total == len(dm.full_set) == 40
-    assert dm.dims == {"n_neurons": 20, "n_steps": 30, "n_train_trials": 21, "n_conditions": 4, "dt": 0.01}
+    assert dm.dims == {"n_neurons": 20, "n_steps": 30, "n_train_trials": 18, "n_conditions": 4, "dt": 0.01}
 
 
 def test_unknown_heldout_condition_names_the_key(tmp_path):

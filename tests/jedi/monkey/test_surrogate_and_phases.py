@@ -81,3 +81,20 @@ def test_split_at_event_cuts_prep_and_exec_segments(surrogate):
     assert SplitAtEvent()(surrogate).data.shape[1] == 75  # default: the longest length every trial allows
     with pytest.raises(ValueError, match="length"):
         SplitAtEvent(length=76)(surrogate)
+
+
+def test_surrogate_teacher_eigenvalues_match_its_latent_updates():
+    """Without noise the latent updates have the stored teacher eigenvalues in each phase."""
+    ts = SurrogateReach(n_neurons=6, n_heldout=1, trials_per_target=2, latent_noise=0.0, seed=0)()
+    z = ts.extras["latents"].double().numpy()
+    onset, last_on = int(ts.extras["move_onset_bin"][0]), int(ts.extras["target_on_bin"].max())
+    teacher = np.asarray(ts.meta["teacher_eigs"])
+    # preparation, after every trial's target onset: z_{t+1} - goal = lambda (z_t - goal), so successive
+    # differences shrink by the (4-fold) teacher eigenvalue
+    d = np.diff(z[:, last_on:onset], axis=1)
+    np.testing.assert_allclose(d[:, 1:], teacher[0][0].real * d[:, :-1], atol=1e-6)  # float32 extras
+    assert np.abs(d).max() > 1e-3  # the test is not vacuous
+    X, Y = z[:, onset:-1].reshape(-1, 4), z[:, onset + 1:].reshape(-1, 4)
+    M = np.linalg.lstsq(X, Y, rcond=None)[0].T
+    np.testing.assert_allclose(np.sort_complex(np.linalg.eigvals(M)), np.sort_complex(teacher[1]), atol=1e-5)
+    assert np.abs(teacher[1]) == pytest.approx(0.998) and np.abs(teacher[0]) == pytest.approx(0.9)

@@ -7,7 +7,7 @@ import torch
 
 from jedi.data.task_recordings import (TaskRecordingsDataModule, TaskTeacherRecordings, cut_segments, module_hash,
                                        teacher_fixed_points)
-from jedi.data.tasks import FlipFlop, Segment, TaskDataModule, TaskTrial, trial_rng
+from jedi.data.tasks import FlipFlop, Segment, TaskDataModule, TaskTrial
 from jedi.models.task_teacher import TaskTeacherModule
 
 
@@ -91,7 +91,7 @@ def _xstar(gain: float) -> float:
     return x
 
 
-def test_recordings_of_a_known_flipflop_teacher(tmp_path):
+def test_recordings_of_a_known_flipflop_teacher():
     teacher = _bistable_teacher()
     task = FlipFlop(n_steps=200, switch_prob=0.02, pulse_steps=5)
     rec = TaskTeacherRecordings({"teacher": teacher}, task, n_trials=6, segment_len=10, drop_steps=2, min_steps=5,

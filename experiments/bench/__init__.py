@@ -1,0 +1,1 @@
+"""Benchmarks: each module measures a target against a reference in the same run."""

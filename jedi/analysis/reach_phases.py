@@ -8,10 +8,12 @@ its own context c and ``extras["phase"]`` (0 = prep, 1 = exec). Per context:
 - the top Lyapunov exponents of the noise-free map (``jedi.analysis.lyapunov``, QR method) from the
   module's initial state of that segment.
 The paper reports execution eigenvalues near the unit circle and preparation eigenvalues inside it.
+For simulated data with ``meta["teacher_eigs"]`` (the surrogate) the ground truth is drawn too.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -49,11 +51,15 @@ def phase_summary(eig: Tensor, lyap_max: Tensor, tol: float) -> dict[str, float]
     }
 
 
-def _plot(eigs: list[np.ndarray], lyap: list[np.ndarray], names: list[str], tol: float, path: Path) -> Path:
+def _plot(eigs: list[np.ndarray], lyap: list[np.ndarray], names: list[str], tol: float, path: Path,
+          teacher: Optional[np.ndarray] = None) -> Path:
     fig, axes = plt.subplots(1, 4, figsize=(17, 4))
     circle = np.linspace(0, 2 * np.pi, 400)
     for p, (ax, eig) in enumerate(zip(axes[:2], eigs)):
         ax.scatter(eig.real.ravel(), eig.imag.ravel(), s=6, alpha=0.5, color=PHASE_COLORS[p], linewidths=0)
+        if teacher is not None:  # ground truth of a simulated data set (the surrogate's latent update)
+            ax.scatter(teacher[p].real, teacher[p].imag, marker="x", s=40, color="k", label="teacher")
+            ax.legend(frameon=False, fontsize=7, loc="upper left")
         ax.plot(np.cos(circle), np.sin(circle), "k--", lw=0.8)
         ax.set_aspect("equal", adjustable="datalim")
         ax.axhline(0, color="0.7", lw=0.5)
@@ -112,6 +118,8 @@ def analyze_reach_phases(module, datamodule, out_dir: Path, circle_tol: float = 
         arrays.update({f"{name}_eigenvalues": eig.numpy(), f"{name}_lyap_max": lyap.numpy(),
                        f"{name}_train_rows": idx.numpy()})
     out["reach/exec_minus_prep_radius"] = out[f"reach/{phases[1]}_radius_mean"] - out[f"reach/{phases[0]}_radius_mean"]
-    _plot(eigs, lyaps, phases, circle_tol, Path(out_dir) / "reach_phases.png")
+    teacher = train.meta.get("teacher_eigs")
+    _plot(eigs, lyaps, phases, circle_tol, Path(out_dir) / "reach_phases.png",
+          None if teacher is None else np.asarray(teacher))
     np.savez(analysis_array_path(out_dir, "reach_phases"), alpha=np.array(alpha), dt=np.array(dt), **arrays)
     return out

@@ -70,6 +70,14 @@ class SurrogateReach:
     def n_pre(self) -> int:
         return int(round(self.pre_s / self.dt))
 
+    def teacher_eigenvalues(self) -> np.ndarray:
+        """Eigenvalues (2, 4) of the latent update per phase: row 0 preparation (1 - dt/tau_prep, 4-fold),
+        row 1 execution (damping x e^{+-i omega dt} in both planes)."""
+        w = np.pi / self.movement_s * self.dt
+        prep = np.full(4, 1.0 - self.dt / self.tau_prep, dtype=np.complex128)
+        rot = self.damping * np.exp(1j * w * np.array([1, -1, 1, -1]))
+        return np.stack([prep, rot])
+
     def latent_trajectories(self, theta: np.ndarray, on_bin: np.ndarray, n_bins: int,
                             rng: np.random.Generator) -> np.ndarray:
         """Latents (n, n_bins, 4) for target angles theta (n,) and target-onset bins (n,)."""
@@ -120,7 +128,7 @@ class SurrogateReach:
                           "forward_spikes": spikes[:, T:][:, :, order],
                           "target_angle": theta},
             meta={"label": LABEL, "velocity_lag_s": 0.0, "tuning": C[order], "log_base_rate": log_base[order],
-                  "psth_source": "true rates averaged per condition"},
+                  "psth_source": "true rates averaged per condition", "teacher_eigs": self.teacher_eigenvalues()},
             psth=_condition_means(rates[:, :T], cond, self.n_targets), origin=f"{LABEL} reach generator")
 
 

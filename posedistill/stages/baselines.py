@@ -21,6 +21,7 @@ import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch import nn
 
+from posedistill.data import TargetClipDataModule
 from posedistill.losses.adversarial import domain_loss, grad_reverse
 from posedistill.losses.contrastive import pose_invariant_augment
 from posedistill.models.heads import DomainClassifier
@@ -153,31 +154,23 @@ class DANNStage(_FinetuneStage):
         return sup + adv
 
 
-class SourceTargetDataModule(pl.LightningDataModule):
-    """Pairs a source-image datamodule's training batches with a target-clip datamodule's
-    (cycling the shorter); val/test are the target datamodule's labelled test clips."""
+class SourceTargetDataModule(TargetClipDataModule):
+    """Target clips (as :class:`~posedistill.data.TargetClipDataModule`, same arguments) whose
+    training batches are paired with a source-image datamodule's, cycling the shorter loader:
+    each batch is ``(ImageBatch, ClipBatch)``. Val/test are the labelled target clips."""
 
-    def __init__(self, source: pl.LightningDataModule, target: pl.LightningDataModule, num_workers: int = 0):
-        super().__init__()
-        self.source, self.target = source, target
-
-    @property
-    def dims(self) -> dict:
-        return {**getattr(self.source, "dims", {}), **getattr(self.target, "dims", {})}
+    def __init__(self, source: pl.LightningDataModule, **target_kwargs: Any):
+        super().__init__(**target_kwargs)
+        self.save_hyperparameters(ignore=["source"])  # the source datamodule is not a hyper-parameter
+        self.source = source
 
     def prepare_data(self) -> None:
         self.source.prepare_data()
-        self.target.prepare_data()
+        super().prepare_data()
 
     def setup(self, stage: str | None = None) -> None:
         self.source.setup(stage)
-        self.target.setup(stage)
+        super().setup(stage)
 
     def train_dataloader(self):
-        return CombinedLoader([self.source.train_dataloader(), self.target.train_dataloader()], mode="max_size_cycle")
-
-    def val_dataloader(self):
-        return self.target.val_dataloader()
-
-    def test_dataloader(self):
-        return self.target.test_dataloader()
+        return CombinedLoader([self.source.train_dataloader(), super().train_dataloader()], mode="max_size_cycle")

@@ -26,6 +26,8 @@ from jedi.data.reach_preprocess import build_reach_trialset, heldout_order
 from jedi.data.trials import TrialSet
 
 log = logging.getLogger(__name__)
+# bump when the loader's output changes, so cached sets of older code are not reused
+LOADER_VERSION = 1
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "none": 3}
 _EDGE_EPS = 1e-7  # s; a spike on a bin edge belongs to the later bin despite float error
@@ -109,7 +111,7 @@ class MCMazeNWB:
     def cache_key(self) -> dict:
         p = Path(self.path)
         stat = p.stat() if p.exists() else None
-        return {**asdict(self), "file": [str(p.resolve()), stat.st_size if stat else None,
+        return {"loader_version": LOADER_VERSION, **asdict(self), "file": [str(p.resolve()), stat.st_size if stat else None,
                                          stat.st_mtime if stat else None]}
 
     def _error(self, what: str) -> ValueError:

@@ -27,6 +27,8 @@ from jedi.data.trials import TrialSet
 log = logging.getLogger(__name__)
 
 LABEL = "surrogate"
+# bump when the generator's output changes, so cached sets of older code are not reused
+GENERATOR_VERSION = 2
 
 
 @dataclass
@@ -64,7 +66,7 @@ class SurrogateReach:
             raise ValueError(f"data.source.target_on_s must lie in [-pre_s, 0), got {list(self.target_on_s)}")
 
     def cache_key(self) -> dict:
-        return asdict(self)
+        return {"generator_version": GENERATOR_VERSION, **asdict(self)}
 
     @property
     def n_pre(self) -> int:

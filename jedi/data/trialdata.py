@@ -22,6 +22,8 @@ from jedi.data.reach_preprocess import build_reach_trialset, gaussian_smooth, he
 from jedi.data.trials import TrialSet
 
 log = logging.getLogger(__name__)
+# bump when the loader's output changes, so cached sets of older code are not reused
+LOADER_VERSION = 1
 
 
 def read_struct_array(path: Path, variable: str, reader: str = "auto") -> list[dict]:
@@ -106,7 +108,7 @@ class TrialDataMat:
     def cache_key(self) -> dict:
         p = Path(self.path)
         stat = p.stat() if p.exists() else None
-        return {**asdict(self), "file": [str(p.resolve()), stat.st_size if stat else None,
+        return {"loader_version": LOADER_VERSION, **asdict(self), "file": [str(p.resolve()), stat.st_size if stat else None,
                                          stat.st_mtime if stat else None]}
 
     def _field(self, trial: dict, name: str, i: int, why: str):

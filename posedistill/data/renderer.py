@@ -1,6 +1,6 @@
 """Vectorised numpy renderer of 64×64 stick-figure images in which an image flip equals a pose flip.
 
-Limbs are capsules in a distance field over the pixel grid, batched over frames; a per-pixel
+Limbs are capsules in a distance field over per-primitive pixel windows, batched over frames; a per-pixel
 z-buffer orders them, limb width scales with 1/depth and shade falls with depth. Left and right
 limbs look the same; a chest patch and a nose dot, drawn only when the person faces the camera,
 disambiguate facing. Everything is mirror-symmetric in floating point, so
@@ -181,18 +181,28 @@ def _primitives(poses: np.ndarray, scene: Scene):
     return a, b, radius, za, zb, kinds
 
 
-def _zbuffer(a, b, radius, za, zb):
-    """Per-pixel nearest primitive: (winner index (n, H, W), depth (n, H, W), covered mask)."""
-    g = (np.arange(SIZE, dtype=np.float32) + 0.5 - SIZE / 2)  # pixel centres, symmetric about 0
+_WINDOWS = ((slice(0, 1), 48), (slice(1, None), 32))  # (primitives, window px): the spine, the rest
+
+
+def _window_depth(a, b, radius, za, zb, size: int):
+    """Depth of each primitive over its own size×size pixel window (inf where not covered).
+
+    Returns depth (n, P, size, size) and integer window origins (n, P, 2) = (x0, y0). The origin
+    is an odd function of the primitive centre, so mirrored primitives get mirrored windows.
+    """
+    centre = 0.5 * (a + b)
+    half = (np.sign(centre) * np.floor(np.abs(centre) + 0.5)).astype(np.int64)
+    origin = np.clip(SIZE // 2 + half - size // 2, 0, SIZE - size)
+    k = np.arange(size, dtype=np.float32) + 0.5 - SIZE / 2  # window pixel centres, origin 0
     a, b = a.astype(np.float32), b.astype(np.float32)
     e = b - a
     l2 = (e**2).sum(-1)  # (n, P)
     inv = np.where(l2 > 1e-12, 1.0 / np.maximum(l2, 1e-12), 0.0).astype(np.float32)
-    dx = g[None, None] - a[..., 0:1]  # (n, P, W)
-    dy = g[None, None] - a[..., 1:2]  # (n, P, H)
+    dx = origin[..., 0:1].astype(np.float32) + k - a[..., 0:1]  # (n, P, size) pixel x − a_x
+    dy = origin[..., 1:2].astype(np.float32) + k - a[..., 1:2]
     sx = dx * (e[..., 0] * inv)[..., None]
     sy = dy * (e[..., 1] * inv)[..., None]
-    s = sy[..., :, None] + sx[..., None, :]  # (n, P, H, W) projection parameter
+    s = sy[..., :, None] + sx[..., None, :]  # (n, P, size, size) projection parameter
     t = np.clip(s, 0.0, 1.0)
     d2 = dy[..., :, None] ** 2 + dx[..., None, :] ** 2  # |p − a|²
     s -= 0.5 * t  # d² = |p−a|² − 2 t (p−a)·e + t²|e|² = |p−a|² − 2 t |e|² (s − t/2)
@@ -200,9 +210,30 @@ def _zbuffer(a, b, radius, za, zb):
     s *= (2.0 * l2)[..., None, None]
     d2 -= s
     depth = za.astype(np.float32)[..., None, None] + t * (zb - za).astype(np.float32)[..., None, None]
-    depth[d2 >= (radius.astype(np.float32) ** 2)[..., None, None]] = np.inf
-    win = depth.argmin(1)
-    zbuf = np.take_along_axis(depth, win[:, None], 1)[:, 0]
+    np.putmask(depth, d2 >= (radius.astype(np.float32) ** 2)[..., None, None], np.inf)
+    return depth, origin
+
+
+def _zbuffer(a, b, radius, za, zb):
+    """Per-pixel nearest primitive: (winner index (n, H, W), depth (n, H, W), covered mask).
+
+    Distance fields are evaluated on per-primitive windows and pasted into a (n, P, H, W)
+    depth stack through a writeable sliding-window view."""
+    n, p = a.shape[:2]
+    buf = np.full((n, p, SIZE, SIZE), np.inf, np.float32)
+    for sl, size in _WINDOWS:
+        depth, origin = _window_depth(a[:, sl], b[:, sl], radius[:, sl], za[:, sl], zb[:, sl], size)
+        part = buf[:, sl]
+        m = SIZE - size + 1
+        view = np.lib.stride_tricks.as_strided(part, (n, part.shape[1], m, m, size, size),
+                                               part.strides + part.strides[2:], writeable=True)
+        view[np.arange(n)[:, None], np.arange(part.shape[1])[None], origin[..., 1], origin[..., 0]] = depth
+    zbuf = buf[:, 0].copy()
+    win = np.zeros((n, SIZE, SIZE), np.int8)
+    for i in range(1, p):  # running minimum; strict < keeps the first primitive on ties
+        nearer = buf[:, i] < zbuf
+        np.copyto(zbuf, buf[:, i], where=nearer)
+        np.copyto(win, i, where=nearer)
     return win, zbuf, np.isfinite(zbuf)
 
 

@@ -153,34 +153,56 @@ def _q_and_grad(F: Map, x: Tensor) -> tuple:
     return q, vjp(dx) - dx
 
 
-def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor] = None) -> dict:
+def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor] = None,
+               compact_every: int = 25) -> dict:
     """Descend q for every state of x0 (C, K, D) jointly; only states with ``active`` (C, K) move.
 
-    Returns dict with x (C, K, D), q (C, K), n_iters (C, K), converged (C, K) (stopped by a
-    tolerance), lr (C,).
+    Every ``compact_every`` iterations, once at most half of the held slots per context are still
+    active, the work tensors are compacted to the active states (plus padding with finished ones);
+    the plateau rule always uses the mean q over all K states of a context, so the result does not
+    depend on the compaction or on the other contexts. Returns dict with x (C, K, D), q (C, K),
+    n_iters (C, K), converged (C, K) (stopped by a tolerance), lr (C,).
     """
-    C, K, _ = x0.shape
+    C, K, D = x0.shape
+    dev, dt = x0.device, x0.dtype
+    x_out, q_out = x0.clone(), torch.full((C, K), float("inf"), dtype=dt, device=dev)
+    iters_out = torch.zeros(C, K, dtype=torch.long, device=dev)
+    conv_out = torch.zeros(C, K, dtype=torch.bool, device=dev)
+    # work tensors over "slots" (C, W): slot[c, j] is the state index held in slot j
+    slot = torch.arange(K, device=dev).expand(C, K).clone()
     x = x0.clone()
-    active = torch.ones(C, K, dtype=torch.bool, device=x.device) if active is None else active.clone()
-    b1, b2 = opts.adam_betas
+    act = torch.ones(C, K, dtype=torch.bool, device=dev) if active is None else active.clone()
     m, v = torch.zeros_like(x), torch.zeros_like(x)
-    n_iters = torch.zeros(C, K, dtype=torch.long, device=x.device)
-    converged = torch.zeros(C, K, dtype=torch.bool, device=x.device)
-    lr = torch.full((C,), opts.lr_init, dtype=x.dtype, device=x.device)
-    best = torch.full((C,), float("inf"), dtype=x.dtype, device=x.device)
-    bad = torch.zeros(C, dtype=torch.long, device=x.device)
-    q_prev = torch.full((C, K), float("inf"), dtype=x.dtype, device=x.device)
-    q = q_prev
+    n_iters = torch.zeros(C, K, dtype=torch.long, device=dev)
+    conv = torch.zeros(C, K, dtype=torch.bool, device=dev)
+    q_prev = torch.full((C, K), float("inf"), dtype=dt, device=dev)
+    lr = torch.full((C,), opts.lr_init, dtype=dt, device=dev)
+    best = torch.full((C,), float("inf"), dtype=dt, device=dev)
+    bad = torch.zeros(C, dtype=torch.long, device=dev)
+    frozen_q = torch.zeros(C, dtype=dt, device=dev)  # summed q of the states that no longer move
+    b1, b2 = opts.adam_betas
+    zero = torch.zeros((), dtype=dt, device=dev)
+
+    def write_back(q):
+        idx = slot.unsqueeze(-1).expand(-1, -1, D)
+        x_out.scatter_(1, idx, x)
+        q_out.scatter_(1, slot, q)
+        iters_out.scatter_(1, slot, n_iters)
+        conv_out.scatter_(1, slot, conv)
+
     with torch.no_grad():
         for it in range(opts.max_iters + 1):
             q, grad = _q_and_grad(F, x)
-            done = active & ((q < opts.tol_q) | ((q - q_prev).abs() < opts.tol_dq * lr[:, None]))
-            converged |= done
-            active &= ~done
-            if it == opts.max_iters or not bool(active.any()):
+            if it == 0:
+                frozen_q = torch.where(act, zero, q).sum(1)
+            done = act & ((q < opts.tol_q) | ((q - q_prev).abs() < opts.tol_dq * lr[:, None]))
+            conv |= done
+            frozen_q = frozen_q + torch.where(done, q, zero).sum(1)
+            act &= ~done
+            if it == opts.max_iters or not bool(act.any()):
                 break
-            # learning-rate decay on plateau of each context's mean q
-            mean_q = q.mean(1)
+            # learning-rate decay on plateau of each context's mean q (over all K states)
+            mean_q = (torch.where(act, q, zero).sum(1) + frozen_q) / K
             improved = mean_q < best * (1.0 - opts.lr_threshold)
             best = torch.where(improved, mean_q, best)
             bad = torch.where(improved, torch.zeros_like(bad), bad + 1)
@@ -191,12 +213,22 @@ def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor]
             # moments may keep running and every active state shares the bias-correction step it + 1.
             m.mul_(b1).add_(grad, alpha=1 - b1)
             v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            step_size = (lr[:, None] * active) / (1 - b1 ** (it + 1))  # (C, K)
+            step_size = (lr[:, None] * act) / (1 - b1 ** (it + 1))  # (C, W)
             denom = (v / (1 - b2 ** (it + 1))).sqrt_().add_(opts.adam_eps)
             x = x - step_size.unsqueeze(-1) * m / denom
-            n_iters += active
+            n_iters += act
             q_prev = q
-    return {"x": x, "q": q, "n_iters": n_iters, "converged": converged, "lr": lr}
+            if (it + 1) % compact_every == 0:
+                width = max(int(act.sum(1).max()), 1)
+                if width <= x.shape[1] // 2:
+                    write_back(q)
+                    keep = torch.argsort((~act).to(torch.uint8), dim=1, stable=True)[:, :width]  # active first
+                    gx = keep.unsqueeze(-1).expand(-1, -1, D)
+                    x, m, v = torch.gather(x, 1, gx), torch.gather(m, 1, gx), torch.gather(v, 1, gx)
+                    slot, act, conv, n_iters, q_prev = (torch.gather(t, 1, keep)
+                                                        for t in (slot, act, conv, n_iters, q_prev))
+        write_back(q)
+    return {"x": x_out, "q": q_out, "n_iters": iters_out, "converged": conv_out, "lr": lr}
 
 
 def _rerun_q_outliers(F: Map, run: dict, opts: FinderOptions) -> dict:

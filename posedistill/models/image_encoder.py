@@ -21,8 +21,8 @@ from torch import nn
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "group":  # up to 8 groups of at least 4 channels (valid down to 1×1 maps)
+        return nn.GroupNorm(max(1, min(8, channels // 4)), channels)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"image_encoder.norm must be 'group' or 'none', got {kind!r}")

@@ -1,4 +1,4 @@
-"""Frames/s of the PoseDistill 64×64 renderer (source and target styles) on this machine.
+"""Frames/s of the PoseDistill 64×64 renderer (source and target styles, 1 and 2 threads).
 
 Reference measured in the same run: a plain numpy float32 multiply-add over 64×64×19 elements per
 frame (the size of one frame's distance field), to normalise across machines.
@@ -32,7 +32,9 @@ def run(repeats: int = 3) -> dict:
     for style in ("source", "target"):
         scene = draw_scene(N_CLIPS, N_FRAMES, style, np.random.default_rng(1))
         render_scene(poses[:32], scene.take(np.arange(32)))  # warm-up
-        out[f"{style}_frames_per_s"] = round(n / _best(lambda: render_scene(poses, scene), repeats), 1)
+        for threads in (1, 2):
+            sec = _best(lambda: render_scene(poses, scene, threads=threads), repeats)
+            out[f"{style}_frames_per_s_{threads}thread"] = round(n / sec, 1)
     a = np.random.default_rng(2).random((n, 19, 64, 64), dtype=np.float32)
     out["reference_fma_frames_per_s"] = round(n / _best(lambda: a * 1.5 + 0.5, repeats), 1)
     out["target_frames_per_s_goal"] = 5000

@@ -62,7 +62,7 @@ def _rendered_clips(pool: str, n_clips: int, clip_len: int, seed: int, mix: str,
     st = get_style(style)
     rng = _rng(pool, seed)
     clips = generate_clips(n_clips, clip_len, rng, mix=mix, elevation=st.elevation)
-    images = np.concatenate([render_clips(clips.poses[i : i + _RENDER_CHUNK], st, rng)
+    images = np.concatenate([render_clips(clips.poses[i : i + _RENDER_CHUNK], st, rng, threads=2)
                              for i in range(0, n_clips, _RENDER_CHUNK)])
     return {"images": images, "poses": clips.poses, "action": clips.action}
 
@@ -79,7 +79,7 @@ def source_pool(n_frames: int, seed: int = 0, mix: str = "A", frames_per_clip: i
         pick = np.stack([rng.choice(60, frames_per_clip, replace=False) for _ in range(n_clips)])
         poses = np.take_along_axis(clips.poses, pick[..., None, None], 1).reshape(-1, 17, 3)[:n_frames]
         action = np.repeat(clips.action, frames_per_clip)[:n_frames]
-        images = np.concatenate([render_clips(poses[i : i + 512, None], "source", rng)[:, 0]
+        images = np.concatenate([render_clips(poses[i : i + 512, None], "source", rng, threads=2)[:, 0]
                                  for i in range(0, n_frames, 512)])
         return {"images": images, "poses": poses, "action": action}
 

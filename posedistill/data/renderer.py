@@ -8,6 +8,7 @@ disambiguate facing. Everything is mirror-symmetric in floating point, so
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -250,31 +251,45 @@ def _blur(img: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return img
 
 
-def render_scene(poses: np.ndarray, scene: Scene, chunk: int = 32) -> np.ndarray:
-    """Deterministic rendering of poses (n, 17, 3) in a scene → float32 (n, H, W, C) in [0, 1]."""
+def _render_chunk(poses: np.ndarray, sc: Scene) -> np.ndarray:
+    """Render a chunk of frames (k, 17, 3) with its scene → float32 (k, H, W, C)."""
+    c, rows = sc.colors.shape[-1], np.arange(SIZE)
+    a, b, radius, za, zb, kinds = _primitives(poses, sc)
+    win, zbuf, cover = _zbuffer(a, b, radius, za, zb)
+    col = np.take_along_axis(sc.colors, kinds[win].reshape(len(win), -1, 1), 1).reshape(win.shape + (c,))
+    shade = np.clip(1.0 - 0.3 * (zbuf - sc.distance[:, None, None]) / 1000.0, 0.4, 1.3)
+    fg = np.clip(col * np.where(cover, shade, 0)[..., None], 0, 1)
+    bg = 0.0 if sc.backgrounds is None else sc.backgrounds[sc.bg_index]
+    img = np.where(cover[..., None], fg, bg).astype(np.float32)
+    o = sc.occluders
+    box = ((rows[None, None] >= o[:, 0, None, None]) & (rows[None, None] < o[:, 2, None, None])
+           & (rows[None, :, None] >= o[:, 1, None, None]) & (rows[None, :, None] < o[:, 3, None, None]))
+    img = np.where(box[..., None], sc.occ_color[:, None, None], img)
+    if np.any(sc.blur > 0):
+        img = np.where((sc.blur > 0)[:, None, None, None], _blur(img, sc.blur), img)
+    return img
+
+
+def render_scene(poses: np.ndarray, scene: Scene, chunk: int = 32, threads: int = 1) -> np.ndarray:
+    """Deterministic rendering of poses (n, 17, 3) in a scene → float32 (n, H, W, C) in [0, 1].
+    Chunks of ``chunk`` frames run on ``threads`` threads (numpy releases the GIL)."""
     poses = np.asarray(poses)
     if poses.ndim != 3 or poses.shape[1:] != (17, 3):
         raise ValueError(f"render: poses must be (n, 17, 3) paper17, got {poses.shape}")
-    n, c = len(poses), scene.colors.shape[-1]
-    out = np.empty((n, SIZE, SIZE, c), np.float32)
-    rows = np.arange(SIZE)
-    for s0 in range(0, n, chunk):
-        sl = slice(s0, min(n, s0 + chunk))
-        sc = scene.take(np.arange(n)[sl])
-        a, b, radius, za, zb, kinds = _primitives(poses[sl], sc)
-        win, zbuf, cover = _zbuffer(a, b, radius, za, zb)
-        col = np.take_along_axis(sc.colors, kinds[win].reshape(len(win), -1, 1), 1).reshape(win.shape + (c,))
-        shade = np.clip(1.0 - 0.3 * (zbuf - sc.distance[:, None, None]) / 1000.0, 0.4, 1.3)
-        fg = np.clip(col * np.where(cover, shade, 0)[..., None], 0, 1)
-        bg = 0.0 if sc.backgrounds is None else scene.backgrounds[sc.bg_index]
-        img = np.where(cover[..., None], fg, bg).astype(np.float32)
-        o = sc.occluders
-        box = ((rows[None, None] >= o[:, 0, None, None]) & (rows[None, None] < o[:, 2, None, None])
-               & (rows[None, :, None] >= o[:, 1, None, None]) & (rows[None, :, None] < o[:, 3, None, None]))
-        img = np.where(box[..., None], sc.occ_color[:, None, None], img)
-        if np.any(sc.blur > 0):
-            img = np.where((sc.blur > 0)[:, None, None, None], _blur(img, sc.blur), img)
-        out[sl] = img
+    n = len(poses)
+    out = np.empty((n, SIZE, SIZE, scene.colors.shape[-1]), np.float32)
+
+    def work(s0: int) -> None:
+        idx = np.arange(s0, min(n, s0 + chunk))
+        out[idx] = _render_chunk(poses[idx], scene.take(idx))
+
+    starts = range(0, n, chunk)
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, starts))
+    else:
+        for s0 in starts:
+            work(s0)
     return out
 
 
@@ -287,13 +302,13 @@ def render(poses: np.ndarray, style: str | Style, rng: np.random.Generator) -> n
     return render_clips(np.asarray(poses)[:, None], style, rng)[:, 0]
 
 
-def render_clips(poses: np.ndarray, style: str | Style, rng: np.random.Generator) -> np.ndarray:
+def render_clips(poses: np.ndarray, style: str | Style, rng: np.random.Generator, threads: int = 1) -> np.ndarray:
     """Render clips (n, T, 17, 3) with one scene per clip and per-frame crop jitter and pixel
     noise → uint8 (n, T, 64, 64, C)."""
     st = get_style(style)
     n, t = poses.shape[:2]
     scene = draw_scene(n, t, st, rng)
-    img = render_scene(poses.reshape(n * t, 17, 3), scene)
+    img = render_scene(poses.reshape(n * t, 17, 3), scene, threads=threads)
     if st.noise > 0:
         img += rng.normal(0, st.noise, img.shape).astype(np.float32)
     return to_uint8(img).reshape(n, t, SIZE, SIZE, st.channels)

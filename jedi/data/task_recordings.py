@@ -6,8 +6,10 @@ its hidden rates tanh(x) are recorded and cut into constant-input segments (a Me
 flip-flop stretch between pulses), since the autonomous JEDI student cannot see inputs. Each segment
 starts ``drop_steps`` after the input change, is cropped to ``segment_len`` steps (or padded with
 NaN) and labelled by its condition. The teacher's fixed points under each condition's constant input
-are found with :func:`jedi.analysis.fixed_points.find_fixed_points` and stored, JSON-serialisable, in
-``TrialSet.meta["teacher_fixed_points"]`` (read back with :func:`teacher_fixed_points`).
+are found with :func:`jedi.analysis.fixed_points.find_fixed_points` and stored in ``TrialSet.meta``:
+``meta["teacher_fixed_points"]`` maps each condition to its input group (JSON), and the arrays
+``meta["teacher_fp_*"]`` hold the points of all groups (read back per condition with
+:func:`teacher_fixed_points`).
 """
 from __future__ import annotations
 
@@ -79,44 +81,40 @@ def teacher_map(teacher, inputs: torch.Tensor) -> TanhRNNMap:
 
 def find_teacher_fixed_points(teacher, group_inputs: np.ndarray, group_states: list[np.ndarray],
                               n_inits: int, init_noise: float, options: FinderOptions, seed: int,
-                              n_eigenvalues: int) -> list[dict]:
-    """Fixed points of the teacher under each constant input.
+                              n_eigenvalues: int) -> dict:
+    """Fixed points of the teacher under each constant input, stacked over groups.
 
     group_inputs (G, n_in); group_states: per group, teacher states x (M_g, N) to start from.
-    Returns per group a JSON-serialisable dict: input, x (n, N), q (n,), stable (n,),
-    eig_real / eig_imag (n, n_eigenvalues) (largest |lambda| first).
+    Returns arrays over all P points: teacher_fp_x (P, N), teacher_fp_q (P,), teacher_fp_stable (P,),
+    teacher_fp_eigenvalues (P, n_eigenvalues) complex (largest |lambda| first), teacher_fp_group (P,).
     """
     gen = torch.Generator().manual_seed(seed)
     starts = torch.stack([
         sample_initial_states(torch.from_numpy(s).double()[None], n_inits, init_noise, gen)[0] for s in group_states])
     F = teacher_map(teacher, torch.from_numpy(group_inputs))
-    result = find_fixed_points(F, starts, options)
-    groups = []
-    for u, ctx in zip(group_inputs, result.contexts):
-        eig = ctx.eigenvalues[:, :n_eigenvalues].numpy()
-        groups.append({"input": u.tolist(), "x": ctx.xstar.numpy().tolist(), "q": ctx.q.numpy().tolist(),
-                       "stable": ctx.stable.numpy().tolist(), "eig_real": eig.real.tolist(),
-                       "eig_imag": eig.imag.tolist()})
-    return groups
+    contexts = find_fixed_points(F, starts, options).contexts
+    return {"teacher_fp_x": np.concatenate([c.xstar.numpy() for c in contexts]),
+            "teacher_fp_q": np.concatenate([c.q.numpy() for c in contexts]),
+            "teacher_fp_stable": np.concatenate([c.stable.numpy() for c in contexts]),
+            "teacher_fp_eigenvalues": np.concatenate([c.eigenvalues[:, :n_eigenvalues].numpy() for c in contexts]),
+            "teacher_fp_group": np.concatenate([np.full(c.n, g) for g, c in enumerate(contexts)])}
 
 
 def teacher_fixed_points(meta: dict, condition: str) -> dict:
     """The teacher's fixed points under one condition's input, read from ``TrialSet.meta``:
     dict with x (n, N) states, rates = tanh(x), q (n,), stable (n,) bool, eigenvalues (n, k) complex,
     input (n_in,), group (index of the distinct input)."""
-    fp = meta.get("teacher_fixed_points")
-    if fp is None:
+    info = meta.get("teacher_fixed_points")
+    if info is None:
         raise KeyError("TrialSet.meta has no 'teacher_fixed_points' (not a task-teacher recording)")
-    if condition not in fp["conditions"]:
-        raise KeyError(f"meta['teacher_fixed_points'] has no condition {condition!r}; has {sorted(fp['conditions'])}")
-    g = fp["conditions"][condition]
-    grp = fp["groups"][g]
-    N = fp["n_units"]
-    x = np.asarray(grp["x"], np.float64).reshape(-1, N)
-    eig = np.asarray(grp["eig_real"]) + 1j * np.asarray(grp["eig_imag"])
-    return {"x": x, "rates": np.tanh(x), "q": np.asarray(grp["q"], np.float64),
-            "stable": np.asarray(grp["stable"], bool), "eigenvalues": eig.reshape(len(x), -1),
-            "input": np.asarray(grp["input"]), "group": g}
+    if condition not in info["conditions"]:
+        raise KeyError(f"meta['teacher_fixed_points'] has no condition {condition!r}; has {sorted(info['conditions'])}")
+    g = info["conditions"][condition]
+    sel = np.asarray(meta["teacher_fp_group"]) == g
+    x = np.asarray(meta["teacher_fp_x"], np.float64)[sel]
+    return {"x": x, "rates": np.tanh(x), "q": np.asarray(meta["teacher_fp_q"], np.float64)[sel],
+            "stable": np.asarray(meta["teacher_fp_stable"], bool)[sel],
+            "eigenvalues": np.asarray(meta["teacher_fp_eigenvalues"])[sel], "input": np.asarray(info["inputs"][g]), "group": g}
 
 
 class TaskTeacherRecordings:
@@ -192,11 +190,11 @@ class TaskTeacherRecordings:
             cond_group[name] = match[0] if match else len(group_inputs) - 1
         group_inputs = np.stack(group_inputs)
         group_states = self._states_per_input(trials, states, group_inputs)
-        groups = find_teacher_fixed_points(self.teacher, group_inputs, group_states, self.n_inits,
+        arrays = find_teacher_fixed_points(self.teacher, group_inputs, group_states, self.n_inits,
                                            self.init_noise, self.finder, self.seed, self.n_eigenvalues)
-        meta = {"teacher_fixed_points": {"conditions": cond_group, "groups": groups, "n_units": states.shape[2],
+        meta = {"teacher_fixed_points": {"conditions": cond_group, "inputs": group_inputs.tolist(),
                                          "alpha": float(self.teacher.alpha)},
-                "task": type(self.task).__name__}
+                "task": type(self.task).__name__, **arrays}
         extras = {k: torch.from_numpy(np.asarray(seg[k])) for k in ("inputs", "trial", "start", "length")}
         return TrialSet(data=torch.from_numpy(seg["data"]), conditions=torch.from_numpy(conditions).long(),
                         condition_names=names, dt=float(self.task.dt), extras=extras, meta=meta)

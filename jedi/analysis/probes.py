@@ -11,6 +11,7 @@ per condition such as the frequency, of that number) the learned context embeddi
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +26,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, r2_score  #
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 def _classifier(max_iter: int, C: float):
@@ -109,6 +112,10 @@ def analyze_embedding_probes(module, datamodule, out_dir: Path, n_splits: int = 
     y = trials.conditions.cpu().numpy()
     if E.shape[0] != y.shape[0]:
         raise ValueError(f"embedding probe: {E.shape[0]} train embeddings but {y.shape[0]} train trials")
+    classes, counts = np.unique(y, return_counts=True)
+    if (counts >= 2).sum() < 2:  # too few trials to cross-validate (e.g. a debug-sized run)
+        log.warning("embedding probes skipped: need >= 2 conditions with >= 2 training trials each")
+        return {"probes/accuracy": float("nan"), "probes/balanced_accuracy": float("nan")}
     out = {f"probes/{k}": v for k, v in classification_probe(E, y, n_splits, seed, max_iter, C).items()}
     test = getattr(module, "inferred", {}).get("test")
     if test is not None:

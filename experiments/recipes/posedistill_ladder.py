@@ -32,13 +32,18 @@ from posedistill.skeleton import PAPER17  # noqa: E402
 METRICS = ("test/mpjpe", "test/mpjpe_gtbones", "test/pa_mpjpe", "test/n_mpjpe", "test/pck", "test/auc")
 # size → experiment-file suffix: small = the demo size, paper = the benchmark size
 SIZES = {"tiny": "_demo", "small": "_demo", "paper": ""}
-# overrides that shrink the demo further for --size tiny (a smoke run of the recipe)
+# overrides that shrink the demo to a smoke run of the recipe (--size tiny; numbers meaningless)
 TINY = [
-    "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1", "+trainer.limit_train_batches=10",
-    "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=4",
+    "stages.prior.trainer.max_steps=40", "stages.motion.trainer.max_steps=10", "stages.relations.trainer.max_steps=10",
+    "stages.prior.trainer.val_check_interval=20", "stages.motion.trainer.val_check_interval=10",
+    "stages.relations.trainer.val_check_interval=10", "stages.source.data.n_frames=256",
+    "stages.source.trainer.max_epochs=1", "stages.source.trainer.check_val_every_n_epoch=1",
+    "data.n_clips=16", "data.test_clips=4", "data.val_clips=2", "stages.source.data.test_clips=4",
+    "stages.source.data.val_clips=2", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2",
 ]
+# source only: G = G^s, no update; one (empty) training batch so that the run has a checkpoint
 SOURCE_ONLY = ["model.energies=[]", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
-               "+trainer.limit_train_batches=1"]
+               "++trainer.limit_train_batches=1"]
 
 
 @dataclass
@@ -67,21 +72,17 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
 
 
-def run_one(row: Row, size: str, out: Path, cache_dir: Path) -> dict:
+def run_one(row: Row, size: str, out: Path, cache_dir: Path, extra: list[str]) -> dict:
     """Launch one run through the framework entry; returns its metrics.json."""
     suffix = SIZES[size]
     run_dir = out / "runs" / slug(row.name)
     metrics_file = run_dir / "metrics.json"
     if metrics_file.exists() and json.loads(metrics_file.read_text()).get("status") == "completed":
         return json.loads(metrics_file.read_text())
-    size_overrides = TINY if size == "tiny" else []
-    row_overrides = list(row.overrides)
-    if size == "tiny" and row_overrides == SOURCE_ONLY:
-        size_overrides = [o for o in TINY if "limit_train_batches" not in o]
     cmd = [
         sys.executable, "-m", "experiments.train", f"experiment=posedistill/{row.experiment}{suffix}",
         "logger=csv", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}", "extras.print_config=false",
-        *size_overrides, *row_overrides,
+        "++trainer.enable_checkpointing=true", *(TINY if size == "tiny" else []), *row.overrides, *extra,
     ]
     print("$", " ".join(cmd), flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -180,13 +181,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", choices=sorted(SIZES), default="small")
     ap.add_argument("--out", type=Path, default=None, help="default: logs/recipes/posedistill_ladder_<size>")
     ap.add_argument("--cache-dir", type=Path, default=None, help="stage cache; default: the framework's paths.cache_dir")
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra Hydra override for every run, e.g. trainer.accelerator=gpu (repeatable)")
     args = ap.parse_args(argv)
     out = (args.out or Path("logs") / "recipes" / f"posedistill_ladder_{args.size}").resolve()
     cache = (args.cache_dir or Path(os.environ.get("DATA_DIR", "data")) / "cache").resolve()
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for row in rows():
-        results.append((row, run_one(row, args.size, out, cache)))
+        results.append((row, run_one(row, args.size, out, cache, args.override)))
         (out / "results.json").write_text(json.dumps({r.name: m for r, m in results}, indent=2))
     write_tables(results, out)
     write_checks(results, out)

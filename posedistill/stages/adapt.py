@@ -11,8 +11,8 @@ Energies (spec §5, eq. (4)); which ones are on is ``energies`` (a list, in roun
 
 Each energy has its own Adam over the trainable encoder parts (default ``block3``, the res3
 analogue) plus its own head; one energy is stepped per training batch, in turn (Lightning
-manual optimisation). X is the first ``clip_len`` frames of each target clip; slow-backward needs
-``2·clip_len`` frames. An empty ``energies`` list leaves G = G^s (the source-only rung).
+manual optimisation). X is the first ``seq_len`` frames of each target clip; slow-backward needs
+``2·seq_len`` frames. An empty ``energies`` list leaves G = G^s (the source-only rung).
 Upstream: ``prior`` (decode), ``motion`` (encode), ``relations`` (pose_relation,
 motion_relation), ``source`` (encoder).
 """
@@ -51,7 +51,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         contrastive_anchor: str = "all",
         head_hidden: Sequence[int] = (512, 256),
         head_dim: int = 128,
-        clip_len: int = 30,
+        seq_len: int = 30,
         grad_clip: float | None = 1.0,
         augment: Mapping[str, Any] | None = None,
         skeleton: str = "paper17",
@@ -74,7 +74,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
             self.heads["lcr"] = ProjectionHead(self.encoder.fc_latent.in_features, head_hidden, head_dim)
         if "hcr" in self.energies:
             with torch.no_grad():
-                z = torch.zeros(1, clip_len, self.encoder.fc_latent.out_features)
+                z = torch.zeros(1, seq_len, self.encoder.fc_latent.out_features)
                 v_dim = self.motion.encode(z).shape[-1]
             self.heads["hcr"] = ProjectionHead(v_dim, head_hidden, head_dim)
         self.augment_kw = dict(augment or {})
@@ -101,27 +101,27 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         return info_nce(head(feat_a), head(feat_p), self.hparams.temperature, self.hparams.contrastive_anchor)
 
     def energy_hcr(self, raw: torch.Tensor) -> torch.Tensor:
-        clips = raw[:, : self.hparams.clip_len]
+        clips = raw[:, : self.hparams.seq_len]
         head = self.heads["hcr"]
         v_a = head(self._motion_code(clips))
         v_p = head(self._motion_code(self._view(clips)))
         return info_nce(v_a, v_p, self.hparams.temperature, self.hparams.contrastive_anchor)
 
     def energy_flip(self, raw: torch.Tensor) -> torch.Tensor:
-        frames = raw[:, : self.hparams.clip_len].flatten(0, 1)  # (B·T, C, H, W)
+        frames = raw[:, : self.hparams.seq_len].flatten(0, 1)  # (B·T, C, H, W)
         z = self.encoder(frames)
         z_flip = self.encoder(flip_images(frames))
         return relation_energy(self.relations.pose_relation("flip")(z), z_flip, stop_grad_positive=False)
 
     def energy_flip_backward(self, raw: torch.Tensor) -> torch.Tensor:
-        clips = raw[:, : self.hparams.clip_len]
+        clips = raw[:, : self.hparams.seq_len]
         v = self._motion_code(clips)
         with torch.no_grad():
             v_pos = self._motion_code(flip_backward_clip(clips))
         return relation_energy(self.relations.motion_relation("flip_backward")(v), v_pos, stop_grad_positive=True)
 
     def energy_slow_backward(self, raw: torch.Tensor) -> torch.Tensor:
-        anchor, positive = slow_backward_pair(raw, self.hparams.clip_len)
+        anchor, positive = slow_backward_pair(raw, self.hparams.seq_len)
         v = self._motion_code(anchor)
         with torch.no_grad():
             v_pos = self._motion_code(positive)

@@ -35,14 +35,14 @@ class _FinetuneStage(UpstreamMixin, PoseEvalModule):
 
     _frozen: tuple[str, ...] = ("prior",)
 
-    def __init__(self, upstream: Mapping[str, nn.Module], trainable: Sequence[str] | str, lr: float, clip_len: int,
+    def __init__(self, upstream: Mapping[str, nn.Module], trainable: Sequence[str] | str, lr: float, seq_len: int,
                  skeleton: str, seed: int):
         super().__init__(skeleton)
         require_upstream(upstream, ("prior", "source"), type(self).__name__)
         self.prior = freeze(upstream["prior"])
         self.encoder = copy.deepcopy(upstream["source"].encoder)
         self.encoder.set_trainable(trainable)
-        self.lr, self.clip_len = lr, clip_len
+        self.lr, self.seq_len = lr, seq_len
         self._gen = torch.Generator().manual_seed(seed)
 
     def predict_pose(self, images: torch.Tensor) -> torch.Tensor:
@@ -72,12 +72,12 @@ class PseudoLabelStage(_FinetuneStage):
         lr: float = 1e-4,
         keep_fraction: float = 0.5,
         skeleton: str = "paper17",
-        clip_len: int = 30,
+        seq_len: int = 30,
         augment: Mapping[str, Any] | None = None,
         seed: int = 0,
         **dims: Any,
     ):
-        super().__init__(upstream, trainable, lr, clip_len, skeleton, seed)
+        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed)
         self.save_hyperparameters(ignore=["upstream"])
         if not 0 < keep_fraction <= 1:
             raise ValueError(f"model.keep_fraction must be in (0, 1], got {keep_fraction}")
@@ -85,7 +85,7 @@ class PseudoLabelStage(_FinetuneStage):
         self.augment_kw = dict(augment or {})
 
     def loss(self, batch) -> torch.Tensor:
-        frames = batch.images[:, : self.clip_len].flatten(0, 1)  # (B·T, C, H, W)
+        frames = batch.images[:, : self.seq_len].flatten(0, 1)  # (B·T, C, H, W)
         with torch.no_grad():
             label = self.prior.decode(self.teacher(frames))
             mirrored = flip_pose(self.prior.decode(self.teacher(frames.flip(-1))), self.skeleton)
@@ -104,17 +104,17 @@ class OracleStage(_FinetuneStage):
         upstream: Mapping[str, nn.Module],
         trainable: Sequence[str] | str = "all",
         lr: float = 3e-4,
-        clip_len: int = 30,
+        seq_len: int = 30,
         skeleton: str = "paper17",
         seed: int = 0,
         **dims: Any,
     ):
-        super().__init__(upstream, trainable, lr, clip_len, skeleton, seed)
+        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed)
         self.save_hyperparameters(ignore=["upstream"])
 
     def loss(self, batch) -> torch.Tensor:
-        frames = batch.images[:, : self.clip_len].flatten(0, 1)
-        poses = batch.poses[:, : self.clip_len].flatten(0, 1)
+        frames = batch.images[:, : self.seq_len].flatten(0, 1)
+        poses = batch.poses[:, : self.seq_len].flatten(0, 1)
         return (self.predict_pose(frames) - poses).abs().mean()
 
 
@@ -130,18 +130,18 @@ class DANNStage(_FinetuneStage):
         adv_weight: float = 0.1,
         frames_per_clip: int = 4,
         classifier_hidden: Sequence[int] = (256, 256),
-        clip_len: int = 30,
+        seq_len: int = 30,
         skeleton: str = "paper17",
         seed: int = 0,
         **dims: Any,
     ):
-        super().__init__(upstream, trainable, lr, clip_len, skeleton, seed)
+        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed)
         self.save_hyperparameters(ignore=["upstream"])
         self.domain = DomainClassifier(self.encoder.fc_latent.in_features, classifier_hidden)
 
     def loss(self, batch) -> torch.Tensor:
         source, target = batch
-        t_frames = target.images[:, : self.clip_len]
+        t_frames = target.images[:, : self.seq_len]
         idx = torch.randint(0, t_frames.shape[1], (self.hparams.frames_per_clip,), generator=self._gen)
         t_frames = t_frames[:, idx.to(t_frames.device)].flatten(0, 1)  # (B·k, C, H, W)
         feat_s, z_s = self.encoder.features(source.images)

@@ -22,7 +22,7 @@ def test_pseudo_labels_are_a_fixed_point_of_the_source_model(upstream):
 
 def test_oracle_loss_is_l1_to_ground_truth(upstream):
     batch = clip_batch(2, 40)
-    oracle = OracleStage(upstream, clip_len=30)
+    oracle = OracleStage(upstream, seq_len=30)
     frames, poses = batch.images[:, :30].flatten(0, 1), batch.poses[:, :30].flatten(0, 1)
     with torch.no_grad():
         expected = (upstream["prior"].decode(upstream["source"].encoder(frames)) - poses).abs().mean()

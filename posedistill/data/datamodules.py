@@ -122,6 +122,7 @@ class PoseSequenceDataModule(_PoolDataModule):
                  elevation: tuple[float, float] = (0.0, 35.0), seed: int = 0, cache_dir: str | None = None,
                  num_workers: int = 0):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
+        elevation = tuple(float(e) for e in elevation)  # plain types: checkpoints load weights_only
         self.save_hyperparameters()
         self.train_pool = self.val_pool = None
 

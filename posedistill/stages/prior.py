@@ -52,6 +52,7 @@ class PosePriorStage(pl.LightningModule):
             raise ValueError(f"PosePriorStage: discriminator must be 'latent' or 'pose', got {discriminator!r}")
         if gan_loss not in ("bce", "l1"):
             raise ValueError(f"PosePriorStage: gan_loss must be 'bce' or 'l1', got {gan_loss!r}")
+        hidden, disc_hidden = tuple(hidden), tuple(disc_hidden)  # plain types: checkpoints load weights_only
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.skeleton = get_skeleton(skeleton)

@@ -32,6 +32,9 @@ class RelationStage(UpstreamMixin, pl.LightningModule):
         require_upstream(upstream, ("prior", "motion"), "RelationStage")
         if space not in ("latent", "pose"):
             raise ValueError(f"RelationStage: space must be 'latent' or 'pose', got {space!r}")
+        # plain types so that checkpoints load with weights_only=True (Hydra passes ListConfig)
+        pose_relations, motion_relations = tuple(pose_relations), tuple(motion_relations)
+        pose_hidden, motion_hidden = tuple(pose_hidden), tuple(motion_hidden)
         self.save_hyperparameters(ignore=["upstream"])
         self.prior = freeze(upstream["prior"])
         self.motion = freeze(upstream["motion"])

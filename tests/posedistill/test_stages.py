@@ -114,3 +114,17 @@ def test_selection_rule_skips_redundant_displacements():
     assert [k for k in "abcd" if out[k]["selected"]] == ["a", "c"]  # b is parallel to a (cos 1)
     assert [out[k]["rank"] for k in "abcd"] == [1, 2, 3, 4]
     assert out["b"]["max_cos"] == pytest.approx(1.0) and np.isnan(out["a"]["max_cos"])
+
+
+def test_checkpoint_hparams_load_with_weights_only(tmp_path):
+    from omegaconf import OmegaConf
+
+    hidden = OmegaConf.create({"h": [16, 16]}).h  # what Hydra passes
+    prior = PosePriorStage(hidden=hidden, disc_hidden=hidden)
+    dm = PoseSequenceDataModule(n_clips=2, val_clips=1, elevation=OmegaConf.create({"e": [0.0, 35.0]}).e)
+    # what Lightning stores in a checkpoint: the module's and the datamodule's hyper-parameters
+    torch.save({"hyper_parameters": dict(prior.hparams), "datamodule_hyper_parameters": dict(dm.hparams)},
+               tmp_path / "a.ckpt")
+    ckpt = torch.load(tmp_path / "a.ckpt", weights_only=True)
+    assert tuple(ckpt["hyper_parameters"]["hidden"]) == (16, 16)
+    assert tuple(ckpt["datamodule_hyper_parameters"]["elevation"]) == (0.0, 35.0)

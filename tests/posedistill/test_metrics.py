@@ -107,3 +107,17 @@ def test_pck_valid_mask_and_joint_subset():
     pck = PCK3D(joints=[1, 2])
     pck.update(pred, target, valid=torch.tensor([True, False]))
     assert pck.compute().item() == pytest.approx(50.0)
+
+
+def test_rescale_to_gt_bones_keeps_directions_and_takes_gt_lengths():
+    from posedistill.metrics import rescale_to_gt_bones
+    from posedistill.skeleton import bone_lengths, unit_bones
+
+    _, target = _poses(3)
+    target = torch.tensor(target - target[:, :1])
+    pred = 0.7 * target + torch.tensor([1.0, 2.0, 3.0])  # same directions, wrong scale and offset
+    torch.testing.assert_close(rescale_to_gt_bones(pred, target), target)
+    other = torch.randn(3, 17, 3, dtype=torch.float64) * 100
+    out = rescale_to_gt_bones(other, target)
+    torch.testing.assert_close(bone_lengths(out), bone_lengths(target))
+    torch.testing.assert_close(unit_bones(out), unit_bones(other))

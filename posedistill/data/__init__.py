@@ -1,6 +1,7 @@
 """PoseDistill data: synthetic motion, renderer, pools, datamodules and real-data loaders."""
 from posedistill.data.datamodules import (
     ClipBatch,
+    H36MSequenceDataModule,
     ImageBatch,
     PoseBatch,
     PoseSequenceDataModule,
@@ -8,5 +9,5 @@ from posedistill.data.datamodules import (
     TargetClipDataModule,
 )
 
-__all__ = ["ClipBatch", "ImageBatch", "PoseBatch", "PoseSequenceDataModule", "SourceImageDataModule",
+__all__ = ["ClipBatch", "H36MSequenceDataModule", "ImageBatch", "PoseBatch", "PoseSequenceDataModule", "SourceImageDataModule",
            "TargetClipDataModule"]

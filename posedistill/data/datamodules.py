@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from posedistill.data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, h36m_clips
 from posedistill.data.pools import sequence_pool, source_pool, target_pool
 
 
@@ -178,3 +179,25 @@ class TargetClipDataModule(_PoolDataModule):
         self.train_set = ClipDataset(target_pool(h.n_clips, h.clip_len, h.seed, "train", cache_dir=h.cache_dir))
         self.val_set = ClipDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", cache_dir=h.cache_dir))
         self.test_set = ClipDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", cache_dir=h.cache_dir))
+
+
+class H36MSequenceDataModule(PoseSequenceDataModule):
+    """Unpaired pose sequences from Human3.6M (VideoPose3D ``data_3d_h36m.npz``) in place of the
+    synthetic pool, for stages A–C: train subjects → train, test subjects → val/test."""
+
+    def __init__(self, path: str, train_subjects=TRAIN_SUBJECTS, test_subjects=TEST_SUBJECTS, clip_len: int = 60,
+                 stride: int = 30, item: str = "pose", batch_size: int = 256, eval_batch_size: int = 512,
+                 seed: int = 0, num_workers: int = 0):
+        super(PoseSequenceDataModule, self).__init__(batch_size, eval_batch_size, num_workers, seed, None)
+        train_subjects, test_subjects = tuple(train_subjects), tuple(test_subjects)
+        self.save_hyperparameters()
+        self.train_pool = self.val_pool = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_pool is not None:
+            return
+        h = self.hparams
+        self.train_pool = h36m_clips(h.path, h.train_subjects, h.clip_len, h.stride)
+        self.val_pool = h36m_clips(h.path, h.test_subjects, h.clip_len, h.stride)
+        self.train_set = PoseDataset(self.train_pool["poses"], self.train_pool["action"], h.item)
+        self.val_set = self.test_set = PoseDataset(self.val_pool["poses"], self.val_pool["action"], h.item)

@@ -93,3 +93,37 @@ def h36m_poses(positions_3d: dict, subjects, skeleton: str = "paper17", camera: 
             p = h36m32_to_paper17(x) if skeleton == "paper17" else h36m32_to_h36m17(x)
             out[f"{s}/{action}"] = ((p - p[:, :1]) * 1000.0).astype(np.float32)
     return out
+
+
+def world_to_upright_camera(x: np.ndarray) -> np.ndarray:
+    """World (z up) → a level virtual camera frame (x right, y down, z forward = world y)."""
+    return np.stack([x[..., 0], -x[..., 2], x[..., 1]], -1)
+
+
+def resample(poses: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
+    """Linear temporal resampling of (frames, J, 3) poses."""
+    t_out = np.arange(0.0, (len(poses) - 1) / fps_in + 1e-9, 1.0 / fps_out)
+    src = t_out * fps_in
+    i0 = np.floor(src).astype(int).clip(0, len(poses) - 1)
+    i1 = (i0 + 1).clip(0, len(poses) - 1)
+    w = (src - i0)[:, None, None]
+    return (1 - w) * poses[i0] + w * poses[i1]
+
+
+def h36m_clips(path: str | Path, subjects, clip_len: int = 60, stride: int = 30, fps: float = 30.0,
+               skeleton: str = "paper17") -> dict[str, np.ndarray]:
+    """Unpaired pose clips from ``data_3d_h36m.npz`` in the pools' layout: poses (n, clip_len, 17, 3)
+    mm, root-relative, upright-camera axes, resampled from 50 to ``fps``; action (n,) index into the
+    sorted action names."""
+    data = load_positions_3d(path)
+    poses = h36m_poses(data, subjects, skeleton)
+    actions = sorted({k.split("/", 1)[1].split(" ")[0] for k in poses})
+    clips, labels = [], []
+    for key, p in sorted(poses.items()):
+        seq = world_to_upright_camera(resample(p, 50.0, fps)).astype(np.float32)
+        for s in range(0, len(seq) - clip_len + 1, stride):
+            clips.append(seq[s : s + clip_len])
+            labels.append(actions.index(key.split("/", 1)[1].split(" ")[0]))
+    if not clips:
+        raise ValueError(f"{path}: no clip of {clip_len} frames for subjects {list(subjects)}")
+    return {"poses": np.stack(clips), "action": np.asarray(labels, np.int64)}

@@ -89,3 +89,20 @@ def test_3dhp_rejects_wrong_keys_and_shapes(tmp_path):
     savemat(tmp_path / "shape.mat", {"univ_annot3": poses[:, :16], "valid_frame": valid[None]})
     with pytest.raises(ValueError, match="shape.mat.*univ_annot3.*\\(6, 16, 3\\)"):
         load_3dhp_test(tmp_path / "shape.mat")
+
+
+def test_h36m_sequence_datamodule_cuts_resampled_clips(tmp_path):
+    from posedistill.data import H36MSequenceDataModule
+
+    g = np.random.default_rng(4)
+    pos = {s: {"Walking 1": g.normal(size=(110, 32, 3)).astype(np.float32)} for s in ("S1", "S9")}
+    np.savez(tmp_path / "h.npz", positions_3d=pos)
+    dm = H36MSequenceDataModule(str(tmp_path / "h.npz"), train_subjects=["S1"], test_subjects=["S9"], item="clip",
+                                batch_size=1)
+    dm.setup()
+    # 110 frames at 50 fps = 2.18 s → 66 frames at 30 fps → one 60-frame clip
+    assert dm.heldout_clips().shape == (1, 60, 17, 3)
+    x = pos["S9"]["Walking 1"].astype(np.float64)
+    p17 = x[:, 15] - 0.5 * (x[:, 1] + x[:, 6])  # head_top relative to the hip midpoint, frame 0
+    np.testing.assert_allclose(dm.heldout_clips()[0, 0, 8].numpy(), np.array([p17[0, 0], -p17[0, 2], p17[0, 1]]) * 1000,
+                               rtol=1e-4, atol=1e-2)

@@ -1,10 +1,12 @@
 """Batched fixed-point finder vs the same algorithm run one context at a time (same run, same device).
 
 64 contexts x 256 initial states of a generated rank-2 tanh RNN (N = 64, alpha = 0.2) whose
-contexts differ in their two gains (3 to 9 isolated fixed points each). The finder runs with its defaults
+contexts differ in their two gains (3 to 5 converged fixed points each). The finder runs with its defaults
 (float32, max_iters 5000, low-rank fast path) on CUDA when available, else CPU. Reports the median
 over ``repeats`` of each, the speed-up, and whether both found the same fixed points (same count per
-context, each point matched within 1e-3). Target: speedup >= 10.
+context, each point matched within 1e-3). Target: speedup >= 10, on a GPU: there a sequential
+solve is bound by kernel launches. On a CPU both are bound by arithmetic and batching gains nothing
+(measured 0.7x with 1 thread); a CPU run of this file takes a few minutes per repeat.
 """
 from __future__ import annotations
 
@@ -18,14 +20,14 @@ from jedi.analysis.maps import TanhRNNMap
 from jedi.analysis.student import rollout
 
 C, K, N, R, ALPHA = 64, 256, 64, 2, 0.2
-FIXED_Q = 1e-8  # points compared: q below this (slow points may legitimately differ in ulps)
+FIXED_Q = 1e-10  # points compared: q below this (unconverged near-duplicates of weakly attracting saddles excluded)
 
 
 def make_problem(device: torch.device, seed: int = 0) -> tuple:
     """The map and initial states (trajectory states + N(0, 0.1^2) noise), seeded.
 
-    V = U diag(g1, g2) + 0.1 noise with per-context gains g1 in [1.3, 2.5], g2 in [0.7, 1.9]: each
-    context has isolated fixed points (the origin, and 2 or 8 more once a gain exceeds ~1).
+    V = U diag(g1, g2) + 0.1 noise with per-context gains g1 in [1.3, 2.5], g2 in [1.9, 0.7]: each
+    context has a few isolated fixed points (the origin and pairs along the strong directions).
     """
     gen = torch.Generator().manual_seed(seed)
     U = torch.randn(C, N, R, generator=gen)

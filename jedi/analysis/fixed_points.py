@@ -157,18 +157,21 @@ def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor]
                compact_every: int = 25) -> dict:
     """Descend q for every state of x0 (C, K, D) jointly; only states with ``active`` (C, K) move.
 
-    Every ``compact_every`` iterations, once at most half of the held slots per context are still
-    active, the work tensors are compacted to the active states (plus padding with finished ones);
-    the plateau rule always uses the mean q over all K states of a context, so the result does not
-    depend on the compaction or on the other contexts. Returns dict with x (C, K, D), q (C, K),
-    n_iters (C, K), converged (C, K) (stopped by a tolerance), lr (C,).
+    Every ``compact_every`` iterations, once at most half of the held slots are still active, the
+    work tensors shrink to the active states (padded per context with finished ones), and, if F has
+    ``subset``, to the contexts that still have active states. The plateau rule always uses the mean
+    q over all K states of a context, so results do not depend on compaction or on the other
+    contexts. Returns dict with x (C, K, D), q (C, K), n_iters (C, K), converged (C, K) (stopped
+    by a tolerance), lr (C,).
     """
     C, K, D = x0.shape
     dev, dt = x0.device, x0.dtype
     x_out, q_out = x0.clone(), torch.full((C, K), float("inf"), dtype=dt, device=dev)
     iters_out = torch.zeros(C, K, dtype=torch.long, device=dev)
     conv_out = torch.zeros(C, K, dtype=torch.bool, device=dev)
-    # work tensors over "slots" (C, W): slot[c, j] is the state index held in slot j
+    lr_out = torch.full((C,), opts.lr_init, dtype=dt, device=dev)
+    # work tensors over rows (contexts ctx[i]) and slots (slot[i, j] = state index held there)
+    ctx = torch.arange(C, device=dev)
     slot = torch.arange(K, device=dev).expand(C, K).clone()
     x = x0.clone()
     act = torch.ones(C, K, dtype=torch.bool, device=dev) if active is None else active.clone()
@@ -176,7 +179,7 @@ def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor]
     n_iters = torch.zeros(C, K, dtype=torch.long, device=dev)
     conv = torch.zeros(C, K, dtype=torch.bool, device=dev)
     q_prev = torch.full((C, K), float("inf"), dtype=dt, device=dev)
-    lr = torch.full((C,), opts.lr_init, dtype=dt, device=dev)
+    lr = lr_out.clone()
     best = torch.full((C,), float("inf"), dtype=dt, device=dev)
     bad = torch.zeros(C, dtype=torch.long, device=dev)
     frozen_q = torch.zeros(C, dtype=dt, device=dev)  # summed q of the states that no longer move
@@ -184,11 +187,12 @@ def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor]
     zero = torch.zeros((), dtype=dt, device=dev)
 
     def write_back(q):
-        idx = slot.unsqueeze(-1).expand(-1, -1, D)
-        x_out.scatter_(1, idx, x)
-        q_out.scatter_(1, slot, q)
-        iters_out.scatter_(1, slot, n_iters)
-        conv_out.scatter_(1, slot, conv)
+        rows = ctx[:, None].expand_as(slot)
+        x_out[rows, slot] = x
+        q_out[rows, slot] = q
+        iters_out[rows, slot] = n_iters
+        conv_out[rows, slot] = conv
+        lr_out[ctx] = lr
 
     with torch.no_grad():
         for it in range(opts.max_iters + 1):
@@ -213,22 +217,29 @@ def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor]
             # moments may keep running and every active state shares the bias-correction step it + 1.
             m.mul_(b1).add_(grad, alpha=1 - b1)
             v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            step_size = (lr[:, None] * act) / (1 - b1 ** (it + 1))  # (C, W)
+            step_size = (lr[:, None] * act) / (1 - b1 ** (it + 1))  # (rows, slots)
             denom = (v / (1 - b2 ** (it + 1))).sqrt_().add_(opts.adam_eps)
             x = x - step_size.unsqueeze(-1) * m / denom
             n_iters += act
             q_prev = q
-            if (it + 1) % compact_every == 0:
-                width = max(int(act.sum(1).max()), 1)
-                if width <= x.shape[1] // 2:
-                    write_back(q)
-                    keep = torch.argsort((~act).to(torch.uint8), dim=1, stable=True)[:, :width]  # active first
-                    gx = keep.unsqueeze(-1).expand(-1, -1, D)
-                    x, m, v = torch.gather(x, 1, gx), torch.gather(m, 1, gx), torch.gather(v, 1, gx)
-                    slot, act, conv, n_iters, q_prev = (torch.gather(t, 1, keep)
-                                                        for t in (slot, act, conv, n_iters, q_prev))
+            if (it + 1) % compact_every:
+                continue
+            counts = act.sum(1)
+            width = max(int(counts.max()), 1)
+            rows = len(ctx)
+            live = torch.nonzero(counts > 0).flatten() if hasattr(F, "subset") else torch.arange(rows, device=dev)
+            if width <= x.shape[1] // 2 or len(live) <= rows // 2:
+                write_back(q)
+                keep = torch.argsort((~act[live]).to(torch.uint8), dim=1, stable=True)[:, :width]  # active first
+                gx = keep.unsqueeze(-1).expand(-1, -1, D)
+                x, m, v = (torch.gather(t[live], 1, gx) for t in (x, m, v))
+                slot, act, conv, n_iters, q_prev = (torch.gather(t[live], 1, keep)
+                                                    for t in (slot, act, conv, n_iters, q_prev))
+                ctx, lr, best, bad, frozen_q = (t[live] for t in (ctx, lr, best, bad, frozen_q))
+                if len(live) < rows:
+                    F = F.subset(live)
         write_back(q)
-    return {"x": x_out, "q": q_out, "n_iters": iters_out, "converged": conv_out, "lr": lr}
+    return {"x": x_out, "q": q_out, "n_iters": iters_out, "converged": conv_out, "lr": lr_out}
 
 
 def _rerun_q_outliers(F: Map, run: dict, opts: FinderOptions) -> dict:
@@ -354,6 +365,16 @@ class _ReducedLowRankMap:
         self.Q, self.R = torch.linalg.qr(F.U)  # (C, N, R), (C, R, R)
         self.RVt = self.R @ F.V.transpose(1, 2) / F.n_units  # (C, R, N)
 
+    @property
+    def n_contexts(self) -> int:
+        return self.Q.shape[0]
+
+    def subset(self, idx) -> "_ReducedLowRankMap":
+        """The reduced map of contexts ``idx`` (an index tensor), reusing the factorisation."""
+        out = object.__new__(_ReducedLowRankMap)
+        out.F, out.Q, out.R, out.RVt = self.F.subset(idx), self.Q[idx], self.R[idx], self.RVt[idx]
+        return out
+
     def lift(self, y: Tensor) -> Tensor:
         x = y @ self.Q.transpose(1, 2)
         return x + self.F.bias.unsqueeze(1) if self.F.bias is not None else x
@@ -455,7 +476,7 @@ def _plot_fixed_points(traj: Tensor, result: FixedPointResult, names: list, fixe
 
 
 def analyze_student_fixed_points(module, datamodule, out_dir: Path, n_inits: int = 256, noise_std: float = 0.1,
-                                 n_trials: int = 8, fixed_q: float = 1e-8, fast_path: bool = True, seed: int = 0,
+                                 n_trials: int = 8, fixed_q: float = 1e-10, fast_path: bool = True, seed: int = 0,
                                  **finder) -> dict:
     """Fixed points of the student at every training condition (mean training embedding per condition).
 

@@ -18,7 +18,7 @@ The student analysis entry point ``analyze_student_fixed_points`` is at the end 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -103,7 +103,6 @@ class FixedPointResult:
     converged: Tensor
     lr_final: Tensor
     fast_path: bool = False
-    extra: dict = field(default_factory=dict)
 
     def padded(self) -> dict:
         """Per-context arrays padded with NaN to the largest count, for ``np.savez``."""

@@ -9,7 +9,6 @@ Summary numbers per condition: spectral radius, max |Im lambda|, fraction within
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ from torch import Tensor
 
 from jedi.analysis.plotting import (analysis_array_path, condition_colors, legend_outside, plot_eigenvalues,
                                     plt, save_figure)
-from jedi.analysis.student import student_contexts
+from jedi.analysis.student import heldout_contexts, student_contexts
 from jedi.models.rnn import RecurrentWeights
 
 
@@ -83,43 +82,69 @@ def plot_fixed_point_spectra(eigenvalues: list, stable: list, names, colors, pat
 
 
 def analyze_spectra(module, datamodule, out_dir: Path, circle_tol: float = 0.05) -> dict:
-    """Spectra of J(c) and A(c) for every training condition of a JediModule.
+    """Spectra of J(c) and A(c) for every training condition of a JediModule (and, after
+    ``trainer.test``, every held-out condition, from its trials' inferred embeddings).
 
-    Returns ``spectra/...`` numbers (means over conditions of the per-condition summaries; for data
-    with condition values also ``spectra/spearman_freq_imag``, Spearman rho between the condition
-    value and max |Im eig J(c)|), saves ``spectra.png`` (and ``spectra_imag_vs_value.png``) and
-    ``<run>/analysis/spectra.npz``.
+    Returns ``spectra/...`` numbers (means over training conditions of the per-condition summaries;
+    for data with condition values also ``spectra/spearman_freq_imag``, Spearman rho between the
+    condition value and max |Im eig J(c)|, and with held-out conditions ``spectra/heldout_*`` and
+    ``spectra/spearman_freq_imag_all`` over all conditions); saves ``spectra.png`` (and
+    ``spectra_imag_vs_value.png``) and ``<run>/analysis/spectra.npz``.
     """
-    ctx = student_contexts(module, datamodule)
-    eig_J = connectivity_eigenvalues(ctx.weights).cpu()
-    eig_A = update_eigenvalues(eig_J, ctx.alpha)
-    sJ, sA = spectrum_summary(eig_J, circle_tol), spectrum_summary(eig_A, circle_tol)
-    values = ctx.values.double().numpy() if ctx.values is not None else None
-    colors = condition_colors(len(ctx.names), values)
+    groups = {"train": student_contexts(module, datamodule)}
+    held = heldout_contexts(module, datamodule)
+    if held is not None:
+        groups["heldout"] = held
+    eig_J = {k: connectivity_eigenvalues(g.weights).cpu() for k, g in groups.items()}
+    eig_A = {k: update_eigenvalues(e, groups[k].alpha) for k, e in eig_J.items()}
+    sJ = {k: spectrum_summary(e, circle_tol) for k, e in eig_J.items()}
+    sA = {k: spectrum_summary(e, circle_tol) for k, e in eig_A.items()}
+    names = [n if k == "train" else f"{n} (held out)" for k, g in groups.items() for n in g.names]
+    has_values = all(g.values is not None for g in groups.values())
+    values = {k: g.values.double().numpy() for k, g in groups.items()} if has_values else None
+    colors = condition_colors(len(names), np.concatenate(list(values.values())) if has_values else None)
     out_dir = Path(out_dir)
-    plot_condition_spectra(eig_J.numpy(), eig_A.numpy(), ctx.names, colors, out_dir / "spectra.png")
+    plot_condition_spectra(np.concatenate([e.numpy() for e in eig_J.values()]),
+                           np.concatenate([e.numpy() for e in eig_A.values()]), names, colors, out_dir / "spectra.png")
     numbers = {
-        "spectra/radius_mean": float(sA["radius"].mean()),
-        "spectra/radius_max": float(sA["radius"].max()),
-        "spectra/near_unit_circle_mean": float(sA["near_unit_circle"].mean()),
-        "spectra/J_radius_mean": float(sJ["radius"].mean()),
-        "spectra/J_max_imag_mean": float(sJ["max_imag"].mean()),
-        "spectra/J_max_real_mean": float(eig_J.real.max(-1).values.mean()),
+        "spectra/radius_mean": float(sA["train"]["radius"].mean()),
+        "spectra/radius_max": float(sA["train"]["radius"].max()),
+        "spectra/near_unit_circle_mean": float(sA["train"]["near_unit_circle"].mean()),
+        "spectra/J_radius_mean": float(sJ["train"]["radius"].mean()),
+        "spectra/J_max_imag_mean": float(sJ["train"]["max_imag"].mean()),
+        "spectra/J_max_real_mean": float(eig_J["train"].real.max(-1).values.mean()),
     }
-    if values is not None and len(values) >= 3:
-        rho, p = spearmanr(values, sJ["max_imag"].numpy())
+    if held is not None:
+        numbers["spectra/heldout_radius_mean"] = float(sA["heldout"]["radius"].mean())
+        numbers["spectra/heldout_J_max_imag_mean"] = float(sJ["heldout"]["max_imag"].mean())
+    if has_values and len(values["train"]) >= 3:
+        rho, p = spearmanr(values["train"], sJ["train"]["max_imag"].numpy())
         numbers["spectra/spearman_freq_imag"] = float(rho)
         numbers["spectra/spearman_freq_imag_p"] = float(p)
+        all_values = np.concatenate(list(values.values()))
+        all_imag = np.concatenate([s["max_imag"].numpy() for s in sJ.values()])
+        if held is not None:
+            numbers["spectra/spearman_freq_imag_all"] = float(spearmanr(all_values, all_imag)[0])
         fig, ax = plt.subplots(figsize=(4.5, 3.5))
-        ax.scatter(values, sJ["max_imag"].numpy(), c=colors)
+        for k, marker in (("train", "o"), ("heldout", "x")):
+            if k in groups:
+                ax.scatter(values[k], sJ[k]["max_imag"].numpy(), marker=marker, color="k",
+                           label="training conditions" if k == "train" else "held-out conditions")
         ax.set_xlabel("condition value")
         ax.set_ylabel("max |Im λ(J(c))|")
-        ax.set_title(f"Spearman ρ = {rho:.2f}")
+        ax.set_title(f"Spearman ρ (training conditions) = {rho:.2f}")
+        ax.legend(fontsize=7, frameon=False)
         save_figure(fig, out_dir / "spectra_imag_vs_value.png")
-    arrays = {"eig_J": eig_J.numpy(), "eig_A": eig_A.numpy(), "condition_ids": ctx.condition_ids.numpy(),
-              "condition_names": np.array(ctx.names), "alpha": np.array(ctx.alpha),
-              **{f"J_{k}": v.numpy() for k, v in sJ.items()}, **{f"A_{k}": v.numpy() for k, v in sA.items()}}
-    if values is not None:
-        arrays["condition_values"] = values
+    arrays = {}
+    for k, g in groups.items():
+        prefix = "" if k == "train" else "heldout_"
+        arrays.update({f"{prefix}eig_J": eig_J[k].numpy(), f"{prefix}eig_A": eig_A[k].numpy(),
+                       f"{prefix}condition_ids": g.condition_ids.cpu().numpy(),
+                       f"{prefix}condition_names": np.array(g.names),
+                       **{f"{prefix}J_{m}": v.numpy() for m, v in sJ[k].items()},
+                       **{f"{prefix}A_{m}": v.numpy() for m, v in sA[k].items()}})
+        if has_values:
+            arrays[f"{prefix}condition_values"] = values[k]
+    arrays["alpha"] = np.array(groups["train"].alpha)
     np.savez(analysis_array_path(out_dir, "spectra"), **arrays)
     return numbers

@@ -63,6 +63,25 @@ def student_contexts(module, datamodule) -> StudentContexts:
         names=[train.condition_names[k] for k in ids.tolist()], values=values, dt=float(module.rnn.dt))
 
 
+def heldout_contexts(module, datamodule) -> Optional[StudentContexts]:
+    """The student at each held-out condition, from the embeddings inferred for its trials during
+    ``trainer.test`` (``module.inferred["heldout_cond"]``); None when there are none."""
+    inferred = getattr(module, "inferred", {}).get("heldout_cond")
+    if inferred is None or len(inferred.embeddings) == 0:
+        return None
+    names_all = datamodule.heldout_set.condition_names
+    values_all = datamodule.heldout_set.condition_values
+    device = next(module.parameters()).device
+    ids = torch.unique(inferred.conditions)
+    means = torch.stack([inferred.embeddings[inferred.conditions == k].mean(0) for k in ids.tolist()]).to(device)
+    with torch.no_grad():
+        weights = module.weights_for(means)
+    return StudentContexts(
+        map=TanhRNNMap.from_weights(weights, module.rnn.alpha).to(dtype=torch.float64),
+        weights=weights, embeddings=means, condition_ids=ids, names=[names_all[k] for k in ids.tolist()],
+        values=values_all[ids] if values_all is not None else None, dt=float(module.rnn.dt))
+
+
 def student_initial_states(module, datamodule, ctx: StudentContexts, n_trials: int,
                            generator: torch.Generator) -> Tensor:
     """x_0 (C, n_trials, N) of ``n_trials`` training trials per condition (drawn with replacement)."""

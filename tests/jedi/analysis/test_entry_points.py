@@ -75,3 +75,22 @@ def test_lyapunov_entry(tiny_student, tmp_path):
     alpha, dt = module.rnn.alpha, module.rnn.dt
     bound = np.log((1 - alpha) + alpha * np.linalg.norm(w.dense().double().numpy(), ord=2, axis=(1, 2))) / dt
     assert (lam[:, 0] <= bound + 1e-9).all()
+
+
+def test_spectra_entry_with_heldout_conditions(tiny_student_heldout, tmp_path):
+    module, dm = tiny_student_heldout
+    nums = analyze_spectra(module, dm, tmp_path / "run" / "figures")
+    held = module.inferred["heldout_cond"]
+    assert torch.unique(held.conditions).tolist() == [3]  # 4 Hz
+    with torch.no_grad():
+        w_held = module.hypernet(held.embeddings.mean(0, keepdim=True)).dense().double().numpy()[0]
+    imag_held = np.abs(np.linalg.eigvals(w_held).imag).max()
+    np.testing.assert_allclose(nums["spectra/heldout_J_max_imag_mean"], imag_held, rtol=1e-6)
+    ids, w = _mean_condition_weights(module, dm)
+    assert ids == [0, 1, 2]
+    imag_train = [np.abs(np.linalg.eigvals(d).imag).max() for d in w.dense().double().numpy()]
+    freq = dm.full_set.condition_values.numpy()
+    rho_all = spearmanr(freq[[0, 1, 2, 3]], imag_train + [imag_held])[0]
+    np.testing.assert_allclose(nums["spectra/spearman_freq_imag_all"], rho_all, atol=1e-9)
+    arrays = np.load(tmp_path / "run" / "analysis" / "spectra.npz")
+    assert arrays["heldout_condition_names"].tolist() == ["4Hz"]

@@ -160,7 +160,8 @@ def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor]
     work tensors shrink to the active states (padded per context with finished ones), and, if F has
     ``subset``, to the contexts that still have active states. The plateau rule always uses the mean
     q over all K states of a context, so results do not depend on compaction or on the other
-    contexts. Returns dict with x (C, K, D), q (C, K), n_iters (C, K), converged (C, K) (stopped
+    contexts. Whether any state is still active is checked at the same points (no per-iteration
+    host sync on a GPU; finished states stay frozen meanwhile). Returns dict with x (C, K, D), q (C, K), n_iters (C, K), converged (C, K) (stopped
     by a tolerance), lr (C,).
     """
     C, K, D = x0.shape
@@ -202,7 +203,7 @@ def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor]
             conv |= done
             frozen_q = frozen_q + torch.where(done, q, zero).sum(1)
             act &= ~done
-            if it == opts.max_iters or not bool(act.any()):
+            if it == opts.max_iters:
                 break
             # learning-rate decay on plateau of each context's mean q (over all K states)
             mean_q = (torch.where(act, q, zero).sum(1) + frozen_q) / K
@@ -224,7 +225,9 @@ def minimize_q(F: Map, x0: Tensor, opts: FinderOptions, active: Optional[Tensor]
             if (it + 1) % compact_every:
                 continue
             counts = act.sum(1)
-            width = max(int(counts.max()), 1)
+            width = int(counts.max())  # the only host sync: every compact_every iterations
+            if width == 0:
+                break
             rows = len(ctx)
             live = torch.nonzero(counts > 0).flatten() if hasattr(F, "subset") else torch.arange(rows, device=dev)
             if width <= x.shape[1] // 2 or len(live) <= rows // 2:

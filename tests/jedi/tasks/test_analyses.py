@@ -131,6 +131,12 @@ def test_probe_entry_point_on_a_module(tmp_path):
     out = analyze_embedding_probes(module, dm, tmp_path)
     assert out["probes/accuracy"] == 1.0 and out["probes/chance"] == pytest.approx(1 / 3)
     assert "probes/value_r2" not in out
+    # a family with a number per condition: embeddings carry it linearly -> ridge R^2 near 1
+    dm.train_set.condition_values = torch.tensor([1.0, 4.0, 9.0])
+    with torch.no_grad():
+        module.embeddings.table.weight[:, 0] = dm.train_set.condition_values[y] + 0.01 * torch.randn(len(y), generator=torch.Generator().manual_seed(4))
+    out = analyze_embedding_probes(module, dm, tmp_path)
+    assert out["probes/value_r2"] > 0.99
     assert (tmp_path / "embedding_pca.png").stat().st_size > 0
 
 

@@ -73,6 +73,13 @@ def recovered_fraction(student: np.ndarray, teacher: np.ndarray, radius: float) 
     return float((dist < radius).sum() / len(teacher))
 
 
+def _finite_mean(values: list[float]) -> float:
+    """Mean over the finite values (NaN if there are none)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
 def rate_spread(data: torch.Tensor) -> float:
     """RMS distance of the valid frames of data (n, T, N) to their mean frame."""
     frames = data.reshape(-1, data.shape[-1])
@@ -151,7 +158,8 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
     recovery/matched_distance (mean over conditions of mean matched distance / spread),
     recovery/stable_matched_distance (stable points only), recovery/close_fraction (matched pairs
     within ``match_radius`` spreads), recovery/stability_agreement (among those close pairs),
-    recovery/stable_recovered_fraction (pooled per input group, averaged), recovery/spread; saves fixed_point_recovery.png.
+    recovery/stable_recovered_fraction (pooled per input group, averaged), recovery/spread; saves
+    fixed_point_recovery.png.
     """
     full = datamodule.full_set
     names = full.condition_names
@@ -177,12 +185,9 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
         student_sets[t["group"]] = (np.concatenate([prev[0], s_rates]), np.concatenate([prev[1], s_stable]))
     fractions = [recovered_fraction(student_sets[g][0][student_sets[g][1]], pts[stable], match_radius * spread)
                  for g, (pts, stable) in teacher_sets.items()]
-    out = {f"recovery/{k}": float(np.nanmean([p[src] for p in per]))
-           for k, src in (("n_student_fp", "n_student"), ("n_teacher_fp", "n_teacher"),
-                          ("matched_distance", "matched_distance"), ("close_fraction", "close_fraction"),
-                          ("stability_agreement", "stability_agreement"),
-                          ("stable_matched_distance", "stable_matched_distance"))}
-    out["recovery/stable_recovered_fraction"] = float(np.nanmean(fractions)) if fractions else float("nan")
+    names_out = {"n_student": "n_student_fp", "n_teacher": "n_teacher_fp"}
+    out = {f"recovery/{names_out.get(k, k)}": _finite_mean([p[k] for p in per]) for k in per[0]}
+    out["recovery/stable_recovered_fraction"] = _finite_mean(fractions)
     out["recovery/spread"] = spread
     plot_recovery(teacher_sets, student_sets, full.data, Path(out_dir) / "fixed_point_recovery.png")
     return out

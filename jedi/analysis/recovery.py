@@ -28,7 +28,7 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
 from jedi.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states  # noqa: E402
-from jedi.analysis.maps import TanhRNNMap  # noqa: E402
+from jedi.analysis.student import heldout_contexts, student_contexts  # noqa: E402
 from jedi.data.task_recordings import teacher_fixed_points  # noqa: E402
 
 
@@ -87,30 +87,28 @@ def rate_spread(data: torch.Tensor) -> float:
     return float((frames - frames.mean(0)).square().sum(1).mean().sqrt())
 
 
-def condition_embeddings(module, datamodule) -> dict[int, torch.Tensor]:
-    """Mean embedding per condition: training trials, else the inferred held-out-condition trials."""
-    E = module.train_embeddings().detach().cpu()
-    y = datamodule.train_set.conditions.cpu()
-    out = {int(c): E[y == c].mean(0) for c in torch.unique(y)}
-    held = getattr(module, "inferred", {}).get("heldout_cond")
-    if held is not None:
-        for c in torch.unique(held.conditions):
-            out.setdefault(int(c), held.embeddings[held.conditions == c].mean(0).cpu())
-    return out
-
-
-def student_fixed_points(module, embeddings: torch.Tensor, states: list[torch.Tensor], n_inits: int,
-                         init_noise: float, options: FinderOptions, seed: int) -> list:
-    """Fixed points of the student under contexts ``embeddings`` (C, d), each searched from its own
-    recorded states x (M_c, N). Returns the finder's per-context ``ContextFixedPoints``."""
+def student_condition_fixed_points(module, datamodule, n_inits: int, init_noise: float, options: FinderOptions,
+                                   seed: int) -> list[tuple[int, object]]:
+    """(condition id, ContextFixedPoints) of the student at every condition: training conditions at
+    their mean training embedding, held-out ones at their mean inferred embedding. Each search
+    starts from the condition's recorded frames mapped to states, x = atanh(rates)."""
     if getattr(module, "readout", None) is not None:
         raise ValueError("fixed-point recovery needs one student unit per neuron (model.latent_dim=null)")
+    full = datamodule.full_set
     gen = torch.Generator().manual_seed(seed)
-    starts = torch.stack([sample_initial_states(s.double()[None], n_inits, init_noise, gen)[0] for s in states])
-    with torch.no_grad():
-        weights = module.weights_for(embeddings.to(module.device))
-    F = TanhRNNMap.from_weights(weights, module.rnn.alpha).to(device=torch.device("cpu"))
-    return find_fixed_points(F, starts, options).contexts
+    out = []
+    for ctx in (student_contexts(module, datamodule), heldout_contexts(module, datamodule)):
+        if ctx is None:
+            continue
+        starts = []
+        for k in ctx.condition_ids.tolist():
+            frames = full.data[full.conditions == k].reshape(-1, full.data.shape[-1])  # (trials*T, N)
+            frames = frames[~torch.isnan(frames).any(1)].double()
+            states = torch.atanh(frames.clamp(-0.999, 0.999))
+            starts.append(sample_initial_states(states[None], n_inits, init_noise, gen)[0])
+        found = find_fixed_points(ctx.map.to(device=torch.device("cpu")), torch.stack(starts), options)
+        out += list(zip(ctx.condition_ids.tolist(), found.contexts))
+    return out
 
 
 def plot_recovery(teacher_sets: dict, student_sets: dict, data: torch.Tensor, path: Path) -> None:
@@ -164,17 +162,10 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
     full = datamodule.full_set
     names = full.condition_names
     spread = rate_spread(full.data)
-    embs = condition_embeddings(module, datamodule)
-    conds = sorted(embs)
-    states = []
-    for c in conds:  # student x = atanh(rates), from the condition's recorded frames
-        frames = full.data[full.conditions == c].reshape(-1, full.data.shape[-1])
-        frames = frames[~torch.isnan(frames).any(1)]
-        states.append(torch.atanh(frames.clamp(-0.999, 0.999)))
     opts = FinderOptions(max_iters=max_iters, max_q=max_q, **(finder or {}))
-    found = student_fixed_points(module, torch.stack([embs[c] for c in conds]), states, n_inits, init_noise, opts, seed)
+    found = student_condition_fixed_points(module, datamodule, n_inits, init_noise, opts, seed)
     per, teacher_sets, student_sets = [], {}, {}
-    for c, ctx in zip(conds, found):
+    for c, ctx in found:
         t = teacher_fixed_points(full.meta, names[c])
         keep = t["q"] <= teacher_max_q if teacher_max_q is not None else np.ones(len(t["q"]), bool)
         s_rates = np.tanh(ctx.xstar.numpy())

@@ -28,4 +28,4 @@ def test_student_runs_at_the_teachers_time_step(compose_cfg, experiment):
     assert student.n_units == teacher.hparams.n_units
     assert set(cfg.data.heldout_conditions) <= set(dm.full_set.condition_names)
     assert "teacher_fixed_points" in dm.full_set.meta
-    assert set(cfg.analysis) == {"probes", "generalisation", "recovery"}
+    assert set(cfg.analysis) == {"probes", "generalisation", "recovery", "spectra"}

@@ -43,8 +43,13 @@ class JediModule(pl.LightningModule):
             through the wide output layer move dU(c) fast, so U_0 needs a larger rate to keep up.
         noise_seed: process noise is drawn from a generator seeded by (noise_seed, global step), so a
             resumed run draws the same noise as an uninterrupted one.
+        horizon: BPTT horizon curriculum ``{start: 10, ramp_epochs: 100}``: training unrolls and scores
+            only the first H bins, H growing linearly from ``start`` to the full trial over
+            ``ramp_epochs``; None trains on whole trials from the start. Fitting oscillations over
+            many cycles from the start puts the loss in a landscape of phase-slip minima.
         infer: held-out embedding inference: steps (test), val_steps, lr, split (none | time | neurons),
-            fraction (time split), heldout_neurons (fraction held out in the neuron split).
+            fraction (time split), heldout_neurons (fraction held out in the neuron split),
+            init (best_condition | mean).
     """
 
     def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,
@@ -52,7 +57,7 @@ class JediModule(pl.LightningModule):
                  embedding_dim: int = 8, embedding_tie: str = "trial", embedding_init_std: float = 0.1,
                  embedding_l2: float = 1e-4, latent_dim: Optional[int] = None, init_state: str = "data",
                  lr: float = 1e-3, embedding_lr: float = 1e-2, shared_lr: float = 3e-2, weight_decay: float = 0.0,
-                 noise_seed: int = 0, infer: Optional[dict] = None):
+                 noise_seed: int = 0, horizon: Optional[dict] = None, infer: Optional[dict] = None):
         super().__init__()
         self.save_hyperparameters(ignore=["hypernet", "rnn", "loss"])
         if init_state not in ("data", "context"):
@@ -65,7 +70,7 @@ class JediModule(pl.LightningModule):
         self.hypernet = hypernet(embedding_dim=embedding_dim, n_units=self.n_units, init_state=init_state == "context")
         self.rnn = rnn(dt=dt)
         self.readout = nn.Linear(self.n_units, n_neurons) if latent_dim is not None else None
-        self.infer_cfg = {"steps": 300, "val_steps": 50, "lr": 1e-2, "split": "none", "fraction": 0.5,
+        self.infer_cfg = {"steps": 300, "val_steps": 50, "lr": 1e-2, "init": "best_condition", "split": "none", "fraction": 0.5,
                           "heldout_neurons": 0.25, **(infer or {})}
         if self.infer_cfg["split"] not in ("none", "time", "neurons"):
             raise ValueError(f"model.infer.split must be none, time or neurons, got {self.infer_cfg['split']!r}")
@@ -114,9 +119,19 @@ class JediModule(pl.LightningModule):
         return recon + self.hparams.embedding_l2 * embedding_l2(c), recon
 
     # -- training ------------------------------------------------------------------------------
+    def training_horizon(self, n_steps: int) -> int:
+        """Bins unrolled in training at the current epoch (the curriculum, or the whole trial)."""
+        cfg = self.hparams.horizon
+        if not cfg:
+            return n_steps
+        start, ramp = int(cfg.get("start", 10)), max(1, int(cfg.get("ramp_epochs", 100)))
+        return min(n_steps, start + (n_steps - start) * self.current_epoch // ramp)
+
     def training_step(self, batch: TrialBatch, batch_idx: int) -> Tensor:
         c = self.embeddings(batch.index, batch.condition)
-        loss, recon = self._objective(c, batch.data)
+        horizon = self.training_horizon(batch.data.shape[1])
+        loss, recon = self._objective(c, batch.data[:, :horizon])
+        self.log("train/horizon", float(horizon), batch_size=len(batch.index))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.index))
         self.log("train/recon", recon, batch_size=len(batch.index))
         return loss
@@ -145,22 +160,50 @@ class JediModule(pl.LightningModule):
             fit[:, :, cut:], score[:, :, :cut] = float("nan"), float("nan")
         return fit, score
 
+    def candidate_embeddings(self) -> Tensor:
+        """Starting points for held-out inference: the mean training embedding of every condition
+        (K, d); the objective is non-convex, so a trial starts from the candidate that fits it best."""
+        table = self.embeddings.table.weight.detach()
+        if self.embeddings.tie == "condition":
+            dm = self.trainer.datamodule if self._trainer is not None else None
+            if dm is None:
+                return table
+            return table[torch.unique(dm.train_set.conditions).to(table.device)]
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is None:
+            return table.mean(0, keepdim=True)
+        conds = dm.train_set.conditions.to(table.device)
+        return torch.stack([table[conds == k].mean(0) for k in torch.unique(conds)])
+
     def infer_embeddings(self, batch: TrialBatch, steps: int) -> Tensor:
         """Fresh embeddings (B, d) for held-out trials, optimised with everything else frozen.
 
-        Starts at the mean training embedding; Adam on the training objective. Embeddings are
-        independent, so solving the whole batch at once is exact.
+        Each trial starts at the candidate (a condition's mean training embedding) with the lowest
+        loss on its data (``infer.init=best_condition``; ``mean`` starts at the overall mean), then
+        Adam descends the training objective. Embeddings are independent, so solving the whole
+        batch at once is exact.
         """
         fit, _ = self._fit_and_score_masks(batch.data)
-        c = self.embeddings.mean().detach().expand(len(batch.index), -1).clone().requires_grad_(True)
+        B = len(batch.index)
+        candidates = self.candidate_embeddings()
+        if self.infer_cfg.get("init", "best_condition") == "mean":
+            candidates = candidates.mean(0, keepdim=True)
+        with torch.no_grad():
+            losses = torch.stack([self._per_trial_loss(cand.expand(B, -1), fit) for cand in candidates])  # (K, B)
+        c = candidates[losses.argmin(0)].clone().requires_grad_(True)
         opt = torch.optim.Adam([c], lr=self.infer_cfg["lr"])
         with torch.enable_grad():
             for _ in range(steps):
                 loss, _ = self._objective(c, fit)
                 # gradient w.r.t. c only: the frozen network's .grad buffers are never touched
-                (c.grad,) = torch.autograd.grad(loss * len(batch.index), [c])
+                (c.grad,) = torch.autograd.grad(loss * B, [c])
                 opt.step()
         return c.detach()
+
+    def _per_trial_loss(self, c: Tensor, data: Tensor) -> Tensor:
+        """Reconstruction loss of each trial (B,) under embeddings c."""
+        raw = self._raw(c, data)
+        return torch.stack([self.loss_fn(raw[i:i + 1], data[i:i + 1]) for i in range(len(c))])
 
     def _evaluate(self, batch: TrialBatch, steps: int) -> tuple[Tensor, Tensor, Tensor]:
         c = self.infer_embeddings(batch, steps)

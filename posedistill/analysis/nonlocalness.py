@@ -64,6 +64,7 @@ def _figure(results: dict, path: Path) -> None:
         ax.set_title(f"{fam} relations (blue = selected)")
         for i, r in enumerate(names):
             ax.text(i, vals[i], f"{results[fam][r]['d_rel']:.2f}", ha="center", va="bottom", fontsize=8)
+    fig.suptitle("bar labels: d relative to the mean distance between unrelated samples", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -6,6 +6,7 @@ Validation and test infer a fresh embedding for every held-out trial with everyt
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple, Optional
 
 import pytorch_lightning as pl
@@ -47,6 +48,8 @@ class JediModule(pl.LightningModule):
             only the first H bins, H growing linearly from ``start`` to the full trial over
             ``ramp_epochs``; None trains on whole trials from the start. Fitting oscillations over
             many cycles from the start puts the loss in a landscape of phase-slip minima.
+        lr_schedule: ``none`` or ``cosine`` (all rates decay to ``final_lr_fraction`` of their start
+            over ``trainer.max_epochs``).
         infer: held-out embedding inference: steps (test), val_steps, lr, split (none | time | neurons),
             fraction (time split), heldout_neurons (fraction held out in the neuron split),
             init (best_condition | mean).
@@ -57,7 +60,8 @@ class JediModule(pl.LightningModule):
                  embedding_dim: int = 8, embedding_tie: str = "trial", embedding_init_std: float = 0.1,
                  embedding_l2: float = 1e-4, latent_dim: Optional[int] = None, init_state: str = "data",
                  lr: float = 1e-3, embedding_lr: float = 1e-2, shared_lr: float = 3e-2, weight_decay: float = 0.0,
-                 noise_seed: int = 0, horizon: Optional[dict] = None, infer: Optional[dict] = None):
+                 noise_seed: int = 0, horizon: Optional[dict] = None, lr_schedule: str = "none",
+                 final_lr_fraction: float = 0.05, infer: Optional[dict] = None):
         super().__init__()
         self.save_hyperparameters(ignore=["hypernet", "rnn", "loss"])
         if init_state not in ("data", "context"):
@@ -139,11 +143,21 @@ class JediModule(pl.LightningModule):
     def configure_optimizers(self):
         shared = {"hypernet.head.bias"}
         net = [p for n, p in self.named_parameters() if not n.startswith("embeddings.") and n not in shared]
-        return torch.optim.AdamW([
+        optimizer = torch.optim.AdamW([
             {"params": net, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
             {"params": [self.hypernet.head.bias], "lr": self.hparams.shared_lr, "weight_decay": 0.0},
             {"params": self.embeddings.parameters(), "lr": self.hparams.embedding_lr, "weight_decay": 0.0},
         ])
+        if self.hparams.lr_schedule == "none":
+            return optimizer
+        if self.hparams.lr_schedule != "cosine":
+            raise ValueError(f"model.lr_schedule must be none or cosine, got {self.hparams.lr_schedule!r}")
+        total, floor = max(1, self.trainer.max_epochs), self.hparams.final_lr_fraction
+
+        def factor(epoch: int) -> float:
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(epoch, total) / total))
+
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor)}
 
     # -- held-out trials -------------------------------------------------------------------------
     def _fit_and_score_masks(self, data: Tensor) -> tuple[Tensor, Tensor]:

@@ -24,6 +24,14 @@ SHRINK = {
     "model.infer.steps": 3,
     "model.infer.val_steps": 2,
     "trainer.max_epochs": 1,
+    # task-trained teachers (their stage data too)
+    "data.n_train": 32,
+    "data.n_val": 8,
+    "data.recordings.n_trials": 8,
+    "data.recordings.fixed_points.max_iters": 20,
+    "data.recordings.fixed_points.n_inits": 8,
+    "analysis.recovery.max_iters": 20,
+    "analysis.recovery.n_inits": 8,
 }
 
 

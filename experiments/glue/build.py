@@ -42,7 +42,8 @@ def build_model(model_cfg: DictConfig, loss_cfg: Optional[DictConfig], dm, upstr
     kwargs.update(extra)
     if loss_cfg:
         kwargs["loss"] = hydra.utils.instantiate(loss_cfg)
-    return hydra.utils.instantiate(node, **kwargs)
+    # plain containers: hyper-parameters saved in checkpoints must load with weights_only=True
+    return hydra.utils.instantiate(node, _convert_="all", **kwargs)
 
 
 def build_callbacks(cfg: Optional[DictConfig], has_logger: bool) -> list[pl.Callback]:

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import math
 
+from pathlib import Path
+
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 
 class DivergenceError(FloatingPointError):
@@ -27,3 +30,15 @@ class DivergenceGuard(pl.Callback):
             f"non-finite loss at global step {trainer.global_step} (epoch {trainer.current_epoch}): {named}. "
             f"The last good checkpoint is kept in {getattr(trainer.checkpoint_callback, 'dirpath', None)}; "
             "lower the learning rate or check the data.")
+
+
+class PreemptionCheckpoint(pl.Callback):
+    """On SIGTERM (what SLURM sends before preemption) Lightning stops after the current batch;
+    this writes last.ckpt there, so the requeued job resumes from the step it reached."""
+
+    def __init__(self, dirpath: str, filename: str = "last.ckpt"):
+        self.path = Path(dirpath) / filename
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(str(self.path))

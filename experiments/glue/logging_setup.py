@@ -6,6 +6,7 @@ import logging
 import netrc
 import os
 import socket
+import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -69,8 +70,7 @@ def instantiate_loggers(cfg: Optional[DictConfig], run_dir: Path, resume_id: Opt
             id_file = run_dir / WANDB_ID_FILE
             run_id = resume_id or lg_cfg.get("id") or (id_file.read_text().strip() if id_file.exists() else None)
             if run_id is None:
-                import wandb.util  # deferred: importing wandb is slow
-                run_id = wandb.util.generate_id()
+                run_id = uuid.uuid4().hex[:8]
             id_file.parent.mkdir(parents=True, exist_ok=True)
             id_file.write_text(run_id)
             os.environ.setdefault("WANDB_INIT_TIMEOUT", "60")

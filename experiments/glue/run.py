@@ -5,6 +5,7 @@ records the status, so a failed run's directory still says what happened.
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from experiments.glue.build import build_callbacks, build_datamodule, build_model, build_trainer, count_parameters
 from experiments.glue.checkpoint_io import load_checkpoint
@@ -94,8 +96,24 @@ def _resume(cfg: DictConfig) -> tuple[Optional[str], Optional[str]]:
     run_dir = ckpt_path.parent.parent
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
+    trim_csv_logs(run_dir, int(load_checkpoint(ckpt_path).get("global_step", 0)))
     id_file = run_dir / WANDB_ID_FILE
     return str(ckpt_path), id_file.read_text().strip() if id_file.exists() else None
+
+
+def trim_csv_logs(run_dir: Path, global_step: int) -> None:
+    """Drop CSV rows logged after the checkpoint being resumed: those steps are run (and logged) again,
+    so every step appears exactly once."""
+    for path in run_dir.glob("csv/metrics.csv"):
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames, [r for r in reader if int(r["step"]) < global_step]
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -170,7 +188,7 @@ def run_task(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict[str, flo
         status = "completed"
         return metrics
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        status = {SIGTERMException: "preempted", KeyboardInterrupt: "interrupted"}.get(type(err), "failed")
         log.error("run %s: %s: %s", status, type(err).__name__, err)
         metrics["error"] = f"{type(err).__name__}: {err}"
         raise

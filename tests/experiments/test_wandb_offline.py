@@ -1,14 +1,13 @@
 """The demo's offline W&B run can be read back: it holds the resolved config, the metrics and a figure."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from experiments.glue.run import run_task, train
 from tests.experiments.test_train import TINY_JEDI
+from tests.experiments.wandb_reader import run_contents
 
 
 @pytest.mark.wandb
@@ -20,13 +19,13 @@ def test_offline_wandb_run_holds_config_metrics_and_figure(compose_cfg, monkeypa
     run_dir = Path(cfg.paths.output_dir)
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     assert (run_dir / "wandb_id.txt").read_text().strip() in offline.name
-    files = offline / "files"
-    config = yaml.safe_load((files / "config.yaml").read_text())
-    assert config["model"]["value"]["_target_"] == "jedi.lit_module.JediModule"
-    assert config["model/params_total"]["value"] > 0
-    summary = json.loads((files / "wandb-summary.json").read_text())
+    run = run_contents(next(offline.glob("run-*.wandb")))
+    assert run["config"]["model"]["_target_"] == "jedi.lit_module.JediModule"
+    assert run["config"]["model/params_total"] > 0
+    summary = run["summary"]
     assert summary["test/r2"] == pytest.approx(metrics["test/r2"])
     assert summary["analysis/generalisation/r2_seen"] == pytest.approx(metrics["analysis/generalisation/r2_seen"])
     assert summary["status"] == "completed"
-    figures = list(files.glob("media/images/**/*.png"))
-    assert figures, "no figure was logged"
+    images = [f for f in run["files"] if f.startswith("media/images/") and f.endswith(".png")]
+    assert images, f"no figure was logged: {run['files']}"
+    assert all((offline / "files" / f).is_file() for f in images)

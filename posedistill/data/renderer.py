@@ -1,7 +1,7 @@
 """Vectorised numpy renderer of 64×64 stick-figure images in which an image flip equals a pose flip.
 
 Limbs are capsules in a distance field over per-primitive pixel windows, batched over frames; a per-pixel
-z-buffer orders them, limb width scales with 1/depth and shade falls with depth. Left and right
+z-buffer updated window by window orders them, limb width scales with 1/depth and shade falls with depth. Left and right
 limbs look the same; a chest patch and a nose dot, drawn only when the person faces the camera,
 disambiguate facing. Everything is mirror-symmetric in floating point, so
 ``render_scene(flip_pose(p), flip_scene(s)) == render_scene(p, s)[:, :, ::-1]`` exactly.
@@ -182,9 +182,6 @@ def _primitives(poses: np.ndarray, scene: Scene):
     return a, b, radius, za, zb, kinds
 
 
-_WINDOWS = ((slice(0, 1), 48), (slice(1, None), 32))  # (primitives, window px): the spine, the rest
-
-
 def _window_depth(a, b, radius, za, zb, size: int):
     """Depth of each primitive over its own size×size pixel window (inf where not covered).
 
@@ -218,23 +215,29 @@ def _window_depth(a, b, radius, za, zb, size: int):
 def _zbuffer(a, b, radius, za, zb):
     """Per-pixel nearest primitive: (winner index (n, H, W), depth (n, H, W), covered mask).
 
-    Distance fields are evaluated on per-primitive windows and pasted into a (n, P, H, W)
-    depth stack through a writeable sliding-window view."""
+    Primitives are visited in index order (strict <: the first one wins ties); each updates the
+    z-buffer only inside its window, read and written through writeable sliding-window views.
+    A window is sized per chunk to contain the primitive's largest extent in the chunk."""
     n, p = a.shape[:2]
-    buf = np.full((n, p, SIZE, SIZE), np.inf, np.float32)
-    for sl, size in _WINDOWS:
-        depth, origin = _window_depth(a[:, sl], b[:, sl], radius[:, sl], za[:, sl], zb[:, sl], size)
-        part = buf[:, sl]
-        m = SIZE - size + 1
-        view = np.lib.stride_tricks.as_strided(part, (n, part.shape[1], m, m, size, size),
-                                               part.strides + part.strides[2:], writeable=True)
-        view[np.arange(n)[:, None], np.arange(part.shape[1])[None], origin[..., 1], origin[..., 0]] = depth
-    zbuf = buf[:, 0].copy()
+    centre = 0.5 * (a + b)
+    extent = (np.maximum(np.abs(a - centre), np.abs(b - centre)).max(-1) + radius).max(0)  # (P,) px
+    sizes = np.minimum(SIZE, 4 * np.ceil((2 * extent + 2) / 4)).astype(int)
+    zbuf = np.full((n, SIZE, SIZE), np.inf, np.float32)
     win = np.zeros((n, SIZE, SIZE), np.int8)
-    for i in range(1, p):  # running minimum; strict < keeps the first primitive on ties
-        nearer = buf[:, i] < zbuf
-        np.copyto(zbuf, buf[:, i], where=nearer)
-        np.copyto(win, i, where=nearer)
+    rows = np.arange(n)
+    for j in range(p):
+        size, m, sl = sizes[j], SIZE - sizes[j] + 1, slice(j, j + 1)
+        depth, origin = _window_depth(a[:, sl], b[:, sl], radius[:, sl], za[:, sl], zb[:, sl], size)
+        zview = np.lib.stride_tricks.as_strided(zbuf, (n, m, m, size, size), zbuf.strides + zbuf.strides[1:],
+                                                writeable=True)
+        wview = np.lib.stride_tricks.as_strided(win, (n, m, m, size, size), win.strides + win.strides[1:],
+                                                writeable=True)
+        at = (rows, origin[:, 0, 1], origin[:, 0, 0])
+        region, wregion = zview[at], wview[at]  # (n, size, size) copies of the windows
+        nearer = depth[:, 0] < region
+        np.copyto(region, depth[:, 0], where=nearer)
+        np.copyto(wregion, j, where=nearer)
+        zview[at], wview[at] = region, wregion
     return win, zbuf, np.isfinite(zbuf)
 
 

@@ -43,3 +43,16 @@ def test_render_rejects_wrong_pose_shape():
     scene = draw_scene(1, 1, "source", np.random.default_rng(0))
     with pytest.raises(ValueError, match="poses must be"):
         render_scene(np.zeros((1, 16, 3)), scene)
+
+
+def test_windowed_zbuffer_equals_full_grid_evaluation(poses):
+    from posedistill.data.renderer import SIZE, _primitives, _window_depth, _zbuffer
+
+    scene = draw_scene(4, 6, "target", np.random.default_rng(3))
+    a, b, radius, za, zb, _ = _primitives(poses, scene)
+    win, zbuf, cover = _zbuffer(a, b, radius, za, zb)
+    full, origin = _window_depth(a, b, radius, za, zb, SIZE)  # every primitive over the whole image
+    assert (origin == 0).all()
+    np.testing.assert_array_equal(zbuf, full.min(1))
+    np.testing.assert_array_equal(win[cover], full.argmin(1)[cover])
+    assert cover.mean() > 0.05

@@ -8,18 +8,17 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.glue.config import check_group_overrides, prepare_config
-from experiments.glue.schemas import ConfigError
 from experiments.glue.run import run_task, train
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> Optional[float]:
-    try:
-        prepare_config(cfg)
-    except ConfigError as err:
-        raise SystemExit(f"config error: {err}") from None
-    metrics = run_task(train, cfg)
-    return metrics.get(cfg.get("optimized_metric"))
+    def prepare_and_train(cfg: DictConfig) -> dict:
+        prepare_config(cfg)  # inside the task: a bad job of a sweep is recorded like any failure
+        return train(cfg)
+
+    metrics = run_task(prepare_and_train, cfg)
+    return metrics.get(cfg.get("optimized_metric"), float("nan"))
 
 
 if __name__ == "__main__":

@@ -191,6 +191,11 @@ def run_task(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict[str, flo
         status = {SIGTERMException: "preempted", KeyboardInterrupt: "interrupted"}.get(type(err), "failed")
         log.error("run %s: %s: %s", status, type(err).__name__, err)
         metrics["error"] = f"{type(err).__name__}: {err}"
+        if status == "failed" and _in_multirun():
+            # one failing job must not stop the sweep: it is recorded in metrics.json and in
+            # the sweep summary, and reported to the sweeper as a failed (NaN) value
+            log.error("job failed; the sweep goes on", exc_info=err)
+            return {}
         raise
     finally:
         run_dir = Path(cfg.paths.output_dir)  # a resumed run continues in its original dir
@@ -201,6 +206,12 @@ def run_task(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict[str, flo
         _finish_wandb(status)
         if status == "completed":
             print(f"run dir: {run_dir}")
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _finish_wandb(status: str) -> None:

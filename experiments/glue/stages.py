@@ -55,7 +55,7 @@ def run_stages(cfg: DictConfig) -> dict[str, pl.LightningModule]:
                 ckpt.unlink()
         if not ckpt.exists():
             log.info("stage %s: training into %s", name, stage_dir)
-            trainer_cfg = OmegaConf.merge(cfg.trainer, stage.get("trainer") or {},
+            trainer_cfg = OmegaConf.merge(OmegaConf.to_container(cfg.trainer, resolve=True), stage.get("trainer") or {},
                                           {"default_root_dir": str(stage_dir), "enable_checkpointing": False})
             trainer = build_trainer(trainer_cfg, [DivergenceGuard()],
                                     [pl.loggers.CSVLogger(str(stage_dir), name="csv", version="")])

@@ -256,24 +256,25 @@ def _blur(img: np.ndarray, sigma: np.ndarray) -> np.ndarray:
 
 def _render_chunk(poses: np.ndarray, sc: Scene) -> np.ndarray:
     """Render a chunk of frames (k, 17, 3) with its scene → float32 (k, H, W, C)."""
-    c, rows = sc.colors.shape[-1], np.arange(SIZE)
+    k, c = len(poses), sc.colors.shape[-1]
     a, b, radius, za, zb, kinds = _primitives(poses, sc)
     win, zbuf, cover = _zbuffer(a, b, radius, za, zb)
-    col = np.take_along_axis(sc.colors, kinds[win].reshape(len(win), -1, 1), 1).reshape(win.shape + (c,))
+    kind_idx = (np.arange(k) * sc.colors.shape[1])[:, None, None] + kinds.astype(np.int64)[win]
+    col = np.take(sc.colors.reshape(-1, c), kind_idx, axis=0)  # (k, H, W, C)
     shade = np.clip(1.0 - 0.3 * (zbuf - sc.distance[:, None, None]) / 1000.0, 0.4, 1.3)
     fg = np.clip(col * np.where(cover, shade, 0)[..., None], 0, 1)
     bg = 0.0 if sc.backgrounds is None else sc.backgrounds[sc.bg_index]
     img = np.where(cover[..., None], fg, bg).astype(np.float32)
     o = sc.occluders
-    box = ((rows[None, None] >= o[:, 0, None, None]) & (rows[None, None] < o[:, 2, None, None])
-           & (rows[None, :, None] >= o[:, 1, None, None]) & (rows[None, :, None] < o[:, 3, None, None]))
-    img = np.where(box[..., None], sc.occ_color[:, None, None], img)
-    if np.any(sc.blur > 0):
-        img = np.where((sc.blur > 0)[:, None, None, None], _blur(img, sc.blur), img)
+    for i in np.flatnonzero(o[:, 2] > o[:, 0]):
+        img[i, o[i, 1] : o[i, 3], o[i, 0] : o[i, 2]] = sc.occ_color[i]
+    blurred = np.flatnonzero(sc.blur > 0)
+    if len(blurred):
+        img[blurred] = _blur(img[blurred], sc.blur[blurred])
     return img
 
 
-def render_scene(poses: np.ndarray, scene: Scene, chunk: int = 32, threads: int = 1) -> np.ndarray:
+def render_scene(poses: np.ndarray, scene: Scene, chunk: int = 64, threads: int = 1) -> np.ndarray:
     """Deterministic rendering of poses (n, 17, 3) in a scene → float32 (n, H, W, C) in [0, 1].
     Chunks of ``chunk`` frames run on ``threads`` threads (numpy releases the GIL)."""
     poses = np.asarray(poses)

@@ -112,12 +112,22 @@ def analyze_embedding_probes(module, datamodule, out_dir: Path, n_splits: int = 
     y = trials.conditions.cpu().numpy()
     if E.shape[0] != y.shape[0]:
         raise ValueError(f"embedding probe: {E.shape[0]} train embeddings but {y.shape[0]} train trials")
-    classes, counts = np.unique(y, return_counts=True)
-    if (counts >= 2).sum() < 2:  # too few trials to cross-validate (e.g. a debug-sized run)
-        log.warning("embedding probes skipped: need >= 2 conditions with >= 2 training trials each")
-        return {"probes/accuracy": float("nan"), "probes/balanced_accuracy": float("nan")}
-    out = {f"probes/{k}": v for k, v in classification_probe(E, y, n_splits, seed, max_iter, C).items()}
     test = getattr(module, "inferred", {}).get("test")
+    if getattr(getattr(module, "embeddings", None), "tie", "trial") == "condition":
+        # a tied table has one row per condition: cross-validating its copies would be trivially
+        # perfect, so the cross-validated probe runs on the per-trial embeddings inferred for
+        # held-out trials instead (the transfer score below still uses the condition rows)
+        if test is None:
+            log.warning("embedding probes skipped: tied embeddings and no inferred held-out embeddings")
+            return {"probes/accuracy": float("nan"), "probes/balanced_accuracy": float("nan")}
+        E_cv, y_cv = test.embeddings.cpu().numpy(), test.conditions.cpu().numpy()
+    else:
+        E_cv, y_cv = E, y
+    classes, counts = np.unique(y_cv, return_counts=True)
+    if (counts >= 2).sum() < 2:  # too few trials to cross-validate (e.g. a debug-sized run)
+        log.warning("embedding probes skipped: need >= 2 conditions with >= 2 trials each")
+        return {"probes/accuracy": float("nan"), "probes/balanced_accuracy": float("nan")}
+    out = {f"probes/{k}": v for k, v in classification_probe(E_cv, y_cv, n_splits, seed, max_iter, C).items()}
     if test is not None:
         Et, yt = test.embeddings.cpu().numpy(), test.conditions.cpu().numpy()
         seen = np.isin(yt, y)
@@ -128,7 +138,7 @@ def analyze_embedding_probes(module, datamodule, out_dir: Path, n_splits: int = 
     values = trials.condition_values
     if values is not None:
         v = values.cpu().numpy()
-        out["probes/value_r2"] = value_regression(E, v[y], n_splits, seed)
+        out["probes/value_r2"] = value_regression(E_cv, v[y_cv], n_splits, seed)
         if test is not None:
             out["probes/test_value_r2"] = float(r2_score(v[yt], _regressor().fit(E, v[y]).predict(Et)))
     plot_embedding_pca(E, y, trials.condition_names, Path(out_dir) / "embedding_pca.png",

@@ -140,14 +140,19 @@ class JediModule(pl.LightningModule):
         self.log("train/recon", recon, batch_size=len(batch.index))
         return loss
 
-    def configure_optimizers(self):
+    def parameter_groups(self) -> list[dict]:
+        """Optimiser groups: network weights, the hypernetwork's shared factors, the embedding table
+        (a hook for models that swap the hypernetwork, e.g. jedi.baselines)."""
         shared = {"hypernet.head.bias"}
         net = [p for n, p in self.named_parameters() if not n.startswith("embeddings.") and n not in shared]
-        optimizer = torch.optim.AdamW([
+        return [
             {"params": net, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
             {"params": [self.hypernet.head.bias], "lr": self.hparams.shared_lr, "weight_decay": 0.0},
             {"params": self.embeddings.parameters(), "lr": self.hparams.embedding_lr, "weight_decay": 0.0},
-        ])
+        ]
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameter_groups())
         if self.hparams.lr_schedule == "none":
             return optimizer
         if self.hparams.lr_schedule != "cosine":

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -129,9 +130,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg.trainer, build_callbacks(cfg.get("callbacks"), bool(loggers)), loggers)
     log_config(loggers, cfg, count_parameters(model))
 
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {k: float(v) for k, v in count_parameters(model).items()}
     if cfg.get("train", True):
+        start = time.perf_counter()
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        metrics["time/fit_s"] = time.perf_counter() - start
         metrics.update(_scalar_metrics(trainer.callback_metrics, ("val/", "train/")))
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""

@@ -43,9 +43,9 @@ TINY = [
     "data.n_clips=16", "data.test_clips=4", "data.val_clips=2", "stages.source.data.test_clips=4",
     "stages.source.data.val_clips=2", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2",
 ]
-# source only: G = G^s, no update; one (empty) training batch so that the run has a checkpoint
-SOURCE_ONLY = ["model.energies=[]", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1",
-               "++trainer.limit_train_batches=1"]
+# source only: G = G^s (no energy, no update). No trainer override here: the stages inherit the
+# main trainer config (merged under their own), and this first row is the one that trains them.
+SOURCE_ONLY = ["model.energies=[]"]
 
 
 @dataclass

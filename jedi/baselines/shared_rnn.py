@@ -1,0 +1,66 @@
+"""Shared RNN baseline: the JEDI student with one learned full-rank J for every trial, no context."""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from jedi.baselines.optim import network_and_embedding_groups
+from jedi.data.trials import TrialBatch
+from jedi.lit_module import JediModule
+from jedi.models.rnn import RateRNN, RecurrentWeights
+
+
+class SharedWeights(nn.Module):
+    """One learned recurrent matrix J (N, N), initialised gain * N(0, 1/N), returned for any context."""
+
+    def __init__(self, embedding_dim: int, n_units: int, init_state: bool = False, gain: float = 1.0):
+        super().__init__()
+        if init_state:
+            raise ValueError("the RNN baselines take x0 from the data: model.init_state must be 'data'")
+        self.J = nn.Parameter(gain * torch.randn(n_units, n_units) / math.sqrt(n_units))
+
+    def forward(self, c: Tensor) -> RecurrentWeights:
+        return RecurrentWeights(J=self.J.expand(c.shape[0], -1, -1))  # (N, N) -> (B, N, N), no copy
+
+
+class NoContext(nn.Module):
+    """Stands in for the context table: every trial's context is empty, (B, 0)."""
+
+    def forward(self, trial_index: Tensor, condition: Tensor) -> Tensor:
+        return torch.zeros(len(trial_index), 0, device=trial_index.device)
+
+    def per_trial(self, conditions: Tensor) -> Tensor:
+        raise ValueError("the shared RNN has no context embedding to probe; drop analysis.probes for it")
+
+
+class SharedRNN(JediModule):
+    """The student rate RNN with a single learned J shared by all trials (spec jedi.md §8i).
+
+    Training, held-out evaluation and metrics are JediModule's; a trial's context is empty, so held-out
+    trials need no inference and the prediction depends on a trial only through its first frame
+    (x_0 = atanh(y_0)).
+    """
+
+    def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,
+                 rnn: Callable[..., RateRNN], loss: Optional[nn.Module] = None, init_gain: float = 1.0,
+                 lr: float = 1e-3, weight_decay: float = 0.0, noise_seed: int = 0, horizon: Optional[dict] = None,
+                 lr_schedule: str = "none", final_lr_fraction: float = 0.05, infer: Optional[dict] = None):
+        super().__init__(n_neurons, n_train_trials, n_conditions, n_steps, dt,
+                         hypernet=partial(SharedWeights, gain=init_gain), rnn=rnn, loss=loss, embedding_dim=1,
+                         embedding_l2=0.0, lr=lr, weight_decay=weight_decay, noise_seed=noise_seed, horizon=horizon,
+                         lr_schedule=lr_schedule, final_lr_fraction=final_lr_fraction, infer=infer)
+        self.embeddings = NoContext()
+
+    def parameter_groups(self) -> list[dict]:
+        return network_and_embedding_groups(self, self.hparams.lr, self.hparams.lr, self.hparams.weight_decay)
+
+    def infer_embeddings(self, batch: TrialBatch, steps: int) -> Tensor:
+        """Nothing to infer: the empty context (B, 0)."""
+        return batch.data.new_zeros(len(batch.index), 0)
+
+    def train_embeddings(self) -> Tensor:
+        raise ValueError("the shared RNN has no context embedding to probe; drop analysis.probes for it")

@@ -1,0 +1,291 @@
+"""JEDI against its baselines on the multi-frequency and multi-task teachers (spec jedi.md §8i).
+
+    python -m experiments.recipes.jedi_baselines [--size tiny|small|paper] [--launcher local|slurm]
+                                                  [--jobs N] [--ablations] [--out DIR]
+
+Every row is one run of the framework entry (``python -m experiments.train experiment=jedi/<teacher>
+model=jedi/<model> ...``) in its own directory under ``<out>/runs/<teacher>/<model>/``, on the same
+data, splits and metrics. All runs share the W&B group ``jedi_baselines`` (``logger.wandb.group``), so
+the table can be rebuilt in the W&B dashboard. The multi-task teacher holds out one task
+(``sawtooth``) so that both teachers have a held-out-condition score. Analyses are cut to the two the
+table needs (embedding probes, generalisation); the shared RNN has no embedding, so no probe.
+
+Writes into ``<out>`` (printed at the end): ``table.md``, ``table.csv`` (held-out-trial R^2,
+held-out-condition R^2, condition classification accuracy, parameter count, training time, status
+and error of every run), ``checks.md`` (JEDI vs the shared RNN and the VAE, PASS/FAIL as measured)
+and ``figures/{r2,accuracy}.png``. A failed run is a row with its error; the others go on.
+
+Sizes: ``tiny`` is a smoke test (a few seconds per run, numbers meaningless); ``small`` fits 2 CPU
+cores in under 30 minutes (demo experiments, fewer epochs and inference steps); ``paper`` runs the
+full experiments.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+GROUP = "jedi_baselines"
+TEACHERS = {
+    "multifreq": [],
+    # one task held out, so that the multi-task teacher also has a held-out-condition score
+    "multitask": ["data.heldout_conditions=[sawtooth]"],
+}
+# the teacher experiments tie JEDI's training embeddings per condition; models without a table drop it
+NO_TABLE = ["~model.embedding_tie"]
+# the table needs probes and generalisation; the dynamics analyses are JEDI's own experiments
+TABLE_ANALYSES = ["~analysis.spectra", "~analysis.fixed_points", "~analysis.lyapunov"]
+SIZES = {
+    "tiny": ["data.source.trials_per_condition=5", "data.source.n_units=24", "data.source.duration_s=0.3",
+             "data.source.warmup_s=0.2", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
+             "++model.infer.steps=3", "++model.infer.val_steps=2", "analysis.probes.n_splits=2"],
+    # measured on 2 shared CPU cores: about 4 minutes per run, two runs at a time
+    "small": ["trainer.max_epochs=300", "trainer.check_val_every_n_epoch=50", "++model.infer.steps=150",
+              "++model.infer.val_steps=50"],
+    "paper": [],
+}
+SUFFIX = {"tiny": "_demo", "small": "_demo", "paper": ""}
+# the VAEs have no auto-decoder and hence no inference settings
+NO_INFER = {"vae", "rnn_vae"}
+COLUMNS = [
+    ("R2 held-out trials", "test/r2"),
+    ("R2 held-out conditions", "test/r2_heldout_cond"),
+    ("R2 held-out cond. (per-cond. mean)", "analysis/generalisation/r2_heldout_cond_condition_mean"),
+    ("cond. accuracy (CV)", "analysis/probes/accuracy"),
+    ("cond. accuracy (train -> held-out)", "analysis/probes/test_accuracy"),
+    ("chance", "analysis/probes/chance"),
+    ("parameters", "model/params_total"),
+    ("fit time (s)", "time/fit_s"),
+]
+
+
+@dataclass
+class Row:
+    """One model of the table: its model config and the overrides it needs."""
+
+    name: str
+    model: str
+    overrides: list[str] = field(default_factory=list)
+    has_embedding: bool = True
+
+    @property
+    def slug(self) -> str:
+        return "".join(c if c.isalnum() else "_" for c in self.name.lower()).strip("_")
+
+
+def rows(ablations: bool = False) -> list[Row]:
+    out = [
+        Row("JEDI", "jedi_lowrank"),
+        Row("shared RNN", "shared_rnn", NO_TABLE, has_embedding=False),
+        Row("per-condition RNN", "per_condition_rnn", NO_TABLE),
+        Row("context-input RNN", "context_input_rnn"),
+        Row("VAE", "vae", NO_TABLE),
+        Row("RNN-VAE", "rnn_vae", NO_TABLE),
+    ]
+    if ablations:
+        out += [
+            Row("JEDI full-rank head", "jedi_fullrank"),
+            *[Row(f"JEDI rank {r}", "jedi_lowrank", [f"model.hypernet.rank={r}"]) for r in (1, 2, 10, 20)],
+            Row("JEDI + base matrix", "jedi_lowrank", ["model.hypernet.base_matrix=true"]),
+            Row("JEDI per-trial table", "jedi_lowrank", ["model.embedding_tie=trial"]),
+        ]
+    return out
+
+
+def command(row: Row, teacher: str, size: str, run_dir: Path, launcher: str, wandb: bool,
+            extra: list[str]) -> list[str]:
+    """The framework command line of one run (a one-job Hydra multirun for SLURM)."""
+    size_overrides = [o for o in SIZES[size] if not (row.model in NO_INFER and "model.infer" in o)]
+    if not row.has_embedding:
+        size_overrides = [o for o in size_overrides if not o.startswith("analysis.probes")]
+    analyses = TABLE_ANALYSES + ([] if row.has_embedding else ["~analysis.probes"])
+    cmd = [sys.executable, "-m", "experiments.train"]
+    if launcher == "slurm":
+        cmd += ["-m", "hydra/launcher=slurm", f"hydra.sweep.dir={run_dir}", "hydra.sweep.subdir=."]
+    else:
+        cmd += [f"hydra.run.dir={run_dir}"]
+    cmd += [f"experiment=jedi/{teacher}{SUFFIX[size]}", f"model=jedi/{row.model}", *row.overrides,
+            *TEACHERS[teacher], *analyses, *size_overrides, "extras.print_config=false",
+            "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar"]
+    cmd += [f"logger.wandb.group={GROUP}"] if wandb else ["logger=csv"]
+    return cmd + extra
+
+
+def read_metrics(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return {"status": "failed", "error": f"no metrics.json; see {run_dir / 'recipe.log'}"}
+    return json.loads(path.read_text())
+
+
+def launch(cmd: list[str], run_dir: Path) -> dict:
+    """Run one command (output to run_dir/recipe.log) unless its run already completed; its metrics."""
+    done = read_metrics(run_dir)
+    if done.get("status") == "completed":
+        return done
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print("$", " ".join(cmd), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    start = time.perf_counter()
+    with open(run_dir / "recipe.log", "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    metrics = read_metrics(run_dir)
+    metrics["recipe/wall_s"] = time.perf_counter() - start
+    if proc.returncode != 0 and metrics.get("status") == "completed":
+        metrics["status"] = "failed"
+        metrics["error"] = f"exit {proc.returncode}; see {run_dir / 'recipe.log'}"
+    return metrics
+
+
+def fmt(value, key: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, str):
+        return value
+    if key == "model/params_total":
+        return f"{int(value):,}"
+    if key.startswith("time/"):
+        return f"{value:.0f}"
+    return f"{value:.3f}"
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+
+
+def write_tables(results: list[tuple[str, Row, dict]], out: Path, size: str) -> str:
+    header = ["teacher", "model", *[c for c, _ in COLUMNS], "status", "error"]
+    csv_rows, md_rows = [], []
+    for teacher, row, m in results:
+        err = str(m.get("error", "")).replace("|", "/").replace("\n", " ")[:160]
+        csv_rows.append([teacher, row.name, *[m.get(k, "") for _, k in COLUMNS], m.get("status", "?"), err])
+        md_rows.append([teacher, row.name, *[fmt(m.get(k), k) for _, k in COLUMNS], m.get("status", "?"), err])
+    with open(out / "table.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(csv_rows)
+    notes = [
+        "", f"Size `{size}`. R^2: variance-weighted, on held-out trials of seen conditions and on trials of",
+        "held-out conditions (multifreq: 3 and 7 Hz; multitask: sawtooth), after embedding inference with the",
+        "network frozen (VAEs: encoder posterior mean; per-condition RNN: best-fitting seen condition's",
+        "network; shared RNN: nothing to infer). The per-condition mean scores each held-out condition",
+        "against its own variance. Condition accuracy: logistic-regression probe on the embeddings, 5-fold",
+        "CV (models whose training embeddings are one per condition are cross-validated on the embeddings",
+        "inferred for held-out trials); train -> held-out: fitted on training embeddings, scored on those",
+        "inferred for held-out trials. The shared RNN has no embedding (–; chance in the next column).",
+        "Fit time: wall seconds of trainer.fit (training plus periodic validation) on this machine.",
+    ]
+    text = markdown_table(header, md_rows) + "\n" + "\n".join(notes) + "\n"
+    (out / "table.md").write_text(text)
+    return text
+
+
+def write_checks(results: list[tuple[str, Row, dict]], out: Path) -> str:
+    """The issue's claim per teacher: JEDI beats the shared RNN and the VAE on held-out-condition R^2
+    and on classification accuracy (a model without an embedding is at chance)."""
+    by = {(t, r.model, r.name): m for t, r, m in results}
+    lines = ["| teacher | claim | measured | result |", "|---|---|---|---|"]
+    for teacher in TEACHERS:
+        jedi = by.get((teacher, "jedi_lowrank", "JEDI"))
+        if jedi is None:
+            continue
+        for name, model in (("shared RNN", "shared_rnn"), ("VAE", "vae")):
+            other = by.get((teacher, model, name))
+            if other is None:
+                continue
+            for label, key in (("held-out-condition R^2", "test/r2_heldout_cond"),
+                               ("condition accuracy (CV)", "analysis/probes/accuracy")):
+                a, b = jedi.get(key), other.get(key)
+                if b is None and key == "analysis/probes/accuracy" and model == "shared_rnn":
+                    b = jedi.get("analysis/probes/chance")  # no embedding: chance
+                ok = None if a is None or b is None or math.isnan(a) or math.isnan(b) else a > b
+                verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
+                lines.append(f"| {teacher} | JEDI beats {name} on {label} | {fmt(a)} vs {fmt(b)} | {verdict} |")
+    text = "\n".join(lines) + "\n"
+    (out / "checks.md").write_text(text)
+    return text
+
+
+def write_figures(results: list[tuple[str, Row, dict]], out: Path) -> None:
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    teachers = [t for t in TEACHERS if any(r[0] == t for r in results)]
+    for fname, keys, ylabel in (
+            ("r2.png", [("held-out trials", "test/r2"), ("held-out conditions", "test/r2_heldout_cond")], "R$^2$"),
+            ("accuracy.png", [("CV", "analysis/probes/accuracy"), ("train -> held-out", "analysis/probes/test_accuracy")],
+             "condition accuracy")):
+        fig, axes = plt.subplots(1, len(teachers), figsize=(6 * len(teachers), 3.8), squeeze=False)
+        for ax, teacher in zip(axes[0], teachers):
+            sel = [(r, m) for t, r, m in results if t == teacher]
+            x = np.arange(len(sel))
+            for i, (label, key) in enumerate(keys):
+                vals = [m.get(key, float("nan")) if m.get("status") == "completed" else float("nan") for _, m in sel]
+                ax.bar(x + (i - 0.5) * 0.38, vals, width=0.38, label=label)
+            if fname == "accuracy.png":
+                chance = [m.get("analysis/probes/chance") for _, m in sel if m.get("analysis/probes/chance")]
+                if chance:
+                    ax.axhline(chance[0], color="k", ls="--", lw=0.8, label="chance")
+            ax.set_xticks(x)
+            ax.set_xticklabels([r.name for r, _ in sel], rotation=30, ha="right", fontsize=8)
+            ax.axhline(0, color="k", lw=0.5)
+            ax.set_title(teacher)
+            ax.set_ylabel(ylabel)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(fig_dir / fname, dpi=120)
+        plt.close(fig)
+
+
+def main(argv: Optional[list[str]] = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="small")
+    ap.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                    help="local: subprocesses here; slurm: one-job Hydra multiruns with hydra/launcher=slurm")
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (local: 1 CPU thread each)")
+    ap.add_argument("--ablations", action="store_true", help="add JEDI ablation rows (full rank, ranks, base "
+                    "matrix, per-trial table)")
+    ap.add_argument("--teachers", nargs="+", choices=sorted(TEACHERS), default=list(TEACHERS))
+    ap.add_argument("--no-wandb", action="store_true", help="CSV logs only (logger=csv)")
+    ap.add_argument("--out", type=Path, default=None, help="default: logs/recipes/jedi_baselines_<size>")
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra Hydra override for every run, e.g. trainer=gpu (repeatable)")
+    args = ap.parse_args(argv)
+    out = (args.out or Path("logs") / "recipes" / f"jedi_baselines_{args.size}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(t, r) for t in args.teachers for r in rows(args.ablations)]
+
+    def run(item: tuple[str, Row]) -> dict:
+        teacher, row = item
+        run_dir = out / "runs" / teacher / row.slug
+        return launch(command(row, teacher, args.size, run_dir, args.launcher, not args.no_wandb, args.override),
+                      run_dir)
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        metrics = list(pool.map(run, todo))
+    results = [(t, r, m) for (t, r), m in zip(todo, metrics)]
+    (out / "results.json").write_text(json.dumps({f"{t}/{r.slug}": m for t, r, m in results}, indent=2))
+    print(write_tables(results, out, args.size))
+    print(write_checks(results, out))
+    write_figures(results, out)
+    print(f"results: {out} (table.md, table.csv, checks.md, figures/)")
+    return out
+
+
+if __name__ == "__main__":
+    main()

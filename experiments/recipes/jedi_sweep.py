@@ -100,9 +100,10 @@ def write_table(records: list[dict], out: Path) -> str:
     for r in records:
         m = r["metrics"]
         err = str(m.get("error", "")).replace("|", "/").replace("\n", " ")[:160]
-        base = [str(r["job"]), str(r["embedding_dim"]), str(r["hidden_dim"]), str(r["lr"] or "")]
-        csv_rows.append([*base, *[m.get(k, "") for _, k in METRICS], m.get("status", "?"), err])
-        md_rows.append([*base, *[fmt(m.get(k), k) for _, k in METRICS], m.get("status", "?"), err])
+        base = [str(r["job"]), str(r["embedding_dim"]), str(r["hidden_dim"])]
+        lr = f"{float(r['lr']):.3g}" if r["lr"] else ""
+        csv_rows.append([*base, r["lr"] or "", *[m.get(k, "") for _, k in METRICS], m.get("status", "?"), err])
+        md_rows.append([*base, lr, *[fmt(m.get(k), k) for _, k in METRICS], m.get("status", "?"), err])
     with open(out / "sweep.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)

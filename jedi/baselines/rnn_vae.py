@@ -13,7 +13,8 @@ from jedi.baselines.encoder_base import EncoderBaseline
 class RNNVAE(EncoderBaseline):
     """Bidirectional GRU encoder over the trial -> q(z0 | y) = N(mu, diag s^2) -> generator GRU started at
     h_0 = W_0 z0 with no inputs (a constant zero input) -> linear readout per bin. The posterior mean of
-    z0 is the trial's embedding.
+    z0 is the trial's embedding. ``n_train_trials``, ``n_conditions``, ``n_steps`` and ``dt`` are the
+    datamodule's late sizes, taken like every JEDI model takes them and not needed here.
     """
 
     def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,

@@ -18,6 +18,8 @@ class VAE(EncoderBaseline):
     """Trial VAE: q(z | y) = N(mu(y), diag s^2(y)) from a 3-layer MLP on the flattened trial (T*K),
     p(y | z) decoded by a 3-layer MLP into the T x K trajectory. The posterior mean is the trial's
     embedding. The decoder emits exactly ``n_steps`` bins, so every trial must have that length.
+    ``n_train_trials``, ``n_conditions`` and ``dt`` are the datamodule's late sizes, taken like every
+    JEDI model takes them and not needed here.
     """
 
     def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,

@@ -6,6 +6,7 @@ import logging
 import netrc
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Optional
@@ -89,4 +90,14 @@ def log_config(loggers: list, cfg: DictConfig, extra: dict) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.update(extra)
     for lg in loggers:
-        lg.log_hyperparams(resolved)
+        for attempt in range(6):
+            try:
+                lg.log_hyperparams(resolved)
+                break
+            except Exception as err:
+                # a resumed run right after a kill: the killed process's W&B service still holds the
+                # run id until it notices its parent is gone; wait for it (bounded) rather than fail
+                if "in use" not in str(err) or attempt == 5:
+                    raise
+                log.warning("W&B run id still held by the interrupted process; retrying (%s)", err)
+                time.sleep(2.0)

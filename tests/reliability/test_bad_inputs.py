@@ -18,7 +18,7 @@ from experiments.glue.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from experiments.glue.run import check_writable, run_task, train
 from experiments.glue.schemas import ConfigError, validate
 from jedi.data.recordings import RecordingFile
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shrink
 from tests.experiments.test_train import TINY_JEDI
 
 
@@ -142,10 +142,9 @@ def test_checkpoints_are_atomic_and_corrupt_ones_are_reported(tmp_path):
         load_checkpoint(path)
 
 
-def test_corrupt_stage_checkpoint_is_retrained_not_used(compose_cfg):
-    cfg = compose_cfg(["experiment=jedi/flipflop_demo", "debug=fdr", "analyze=false"])
-    from tests.conftest import shrink
-    shrink(cfg)
+def test_corrupt_stage_checkpoint_is_retrained_not_used(compose_cfg, tmp_path):
+    cfg = shrink(compose_cfg(["experiment=jedi/flipflop_demo", "debug=fdr", "analyze=false"]))
+    cfg.paths.cache_dir = str(tmp_path / "own_cache")
     run_task(train, cfg)
     (ckpt,) = Path(cfg.paths.cache_dir).glob("stages/teacher-*/model.ckpt")
     ckpt.write_bytes(ckpt.read_bytes()[:200])

@@ -14,7 +14,10 @@ from jedi.models.rnn import RateRNN, RecurrentWeights
 
 
 class ContextInputWeights(nn.Module):
-    """A shared learned J (N, N) plus a constant input b(c) = W_c c (B, N), W_c (N, d) without bias."""
+    """A shared learned J (N, N) plus a constant input b(c) = W_c c (B, N), W_c (N, d) without bias.
+
+    J goes through the student's shared base-matrix path with empty rank-0 low-rank factors (as in
+    ``SharedWeights``)."""
 
     def __init__(self, embedding_dim: int, n_units: int, init_state: bool = False, gain: float = 1.0):
         super().__init__()
@@ -24,7 +27,8 @@ class ContextInputWeights(nn.Module):
         self.input = nn.Linear(embedding_dim, n_units, bias=False)
 
     def forward(self, c: Tensor) -> RecurrentWeights:
-        return RecurrentWeights(J=self.J.expand(c.shape[0], -1, -1), bias=self.input(c))
+        empty = self.J.new_zeros(c.shape[0], self.J.shape[0], 0)  # (B, N, 0): no low-rank part
+        return RecurrentWeights(U=empty, V=empty, base=self.J, bias=self.input(c))
 
 
 class ContextInputRNN(JediModule):

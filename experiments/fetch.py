@@ -3,7 +3,7 @@
     python -m experiments.fetch mc_maze [--dest DIR]      # also mc_maze_small / _medium / _large
 
 The files land in DIR (default: $DATA_DIR, else ./data) as <dandiset>/sub-Jenkins/...nwb; the command
-prints the `data.source.path=` override to train on them. Needs `pip install dandi` (extra "nwb")
+prints the `data.source.path=` override to train on them. Needs `pip install dandi` (extra "fetch")
 and network access; it says so clearly when either is missing.
 """
 from __future__ import annotations

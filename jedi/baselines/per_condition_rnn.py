@@ -77,6 +77,28 @@ class PerConditionRNN(JediModule):
                          final_lr_fraction=final_lr_fraction, infer={**(infer or {}), "init": "best_condition"})
         self.embeddings = OneHotCondition(n_conditions)
 
+    def _raw(self, c: Tensor, data: Tensor) -> Tensor:
+        """Unlinked prediction (B, T, K), unrolled condition by condition: each condition's trials run with
+        its J through the student's shared-matrix path (one GEMM per step and condition, several times
+        faster than a batched per-trial J; equal to ``rnn(weights_for(c), ...)`` for one-hot c)."""
+        k = c.argmax(1)
+        if not torch.equal(c, F.one_hot(k, c.shape[1]).to(c.dtype)):
+            raise ValueError("per-condition RNN: contexts must be one-hot condition codes")
+        gen = None
+        if self.training and self.rnn.noise_std > 0:
+            gen = torch.Generator(device=data.device)
+            gen.manual_seed(self.hparams.noise_seed * 1_000_003 + self.global_step)
+        x0 = self.initial_state(c, data)
+        parts, order = [], []
+        for cond in torch.unique(k):
+            sel = torch.nonzero(k == cond).flatten()
+            empty = x0.new_zeros(len(sel), x0.shape[1], 0)  # (B_k, N, 0): no low-rank part
+            weights = RecurrentWeights(U=empty, V=empty, base=self.hypernet.J[cond])
+            parts.append(self.rnn(weights, x0[sel], data.shape[1], generator=gen))
+            order.append(sel)
+        rates = torch.cat(parts)[torch.argsort(torch.cat(order))]  # back to the batch's trial order
+        return rates if self.readout is None else self.readout(rates)
+
     def parameter_groups(self) -> list[dict]:
         return network_and_embedding_groups(self, self.hparams.lr, self.hparams.lr, self.hparams.weight_decay)
 

@@ -91,6 +91,16 @@ def test_per_condition_rnn_uses_each_conditions_own_weights():
     assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == 0 and grad[2].abs().sum() == 0
 
 
+def test_per_condition_rnn_grouped_unroll_equals_the_per_trial_weights():
+    model = _module(PerConditionRNN)
+    data = 0.5 * torch.rand(5, 12, 6, generator=torch.Generator().manual_seed(5)) - 0.25
+    c = F.one_hot(torch.tensor([2, 0, 2, 1, 0]), 3).float()
+    with torch.no_grad():
+        grouped = model.predict(c, _batch(data, [2, 0, 2, 1, 0]))
+    ref = unroll_reference(model.weights_for(c), torch.atanh(data[:, 0]), torch.zeros(5, 11, 6), model.rnn.alpha)
+    torch.testing.assert_close(grouped, ref.detach())
+
+
 def test_per_condition_rnn_picks_the_condition_whose_network_generated_the_trial():
     model = _module(PerConditionRNN, init_gain=3.0)
     x0 = torch.atanh(0.8 * torch.rand(3, 6, generator=torch.Generator().manual_seed(3)) - 0.4)

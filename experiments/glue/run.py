@@ -208,7 +208,21 @@ def run_task(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict[str, flo
             log.error("could not write %s: %s", run_dir / METRICS_FILE, err)
         _finish_wandb(status)
         if status == "completed":
-            print(f"run dir: {run_dir}")
+            _print_summary(metrics, run_dir)
+
+
+def _print_summary(metrics: dict, run_dir: Path) -> None:
+    """The final test and analysis numbers, then the run dir (the last line, for scripts)."""
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title="final metrics (metrics.json)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(k for k in metrics if k.startswith(("test/", "analysis/"))):
+        table.add_row(key, f"{metrics[key]:.4g}")
+    if table.row_count:
+        Console().print(table)
+    print(f"run dir: {run_dir}")
 
 
 def _in_multirun() -> bool:

@@ -19,6 +19,7 @@ from experiments.glue.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from jedi.data.trials import config_hash
 
 log = logging.getLogger(__name__)
+RUN_ONLY_TRAINER_KEYS = {"default_root_dir", "enable_progress_bar", "enable_model_summary", "log_every_n_steps"}
 
 
 def _upstream_names(stage: DictConfig) -> list[str]:
@@ -38,7 +39,11 @@ def run_stages(cfg: DictConfig) -> dict[str, pl.LightningModule]:
         for part in ("data", "model"):
             if stage.get(part) is None:
                 raise ValueError(f"stages.{name}.{part} is missing")
-        key = {"stage": OmegaConf.to_container(stage, resolve=True), "seed": cfg.seed,
+        trainer_cfg = OmegaConf.merge(OmegaConf.to_container(cfg.trainer, resolve=True), stage.get("trainer") or {})
+        # the stage's effective trainer settings are part of its identity (a fast_dev_run stage must
+        # never be reused by a real run); where the run writes its own files is not
+        trainer_key = {k: v for k, v in OmegaConf.to_container(trainer_cfg).items() if k not in RUN_ONLY_TRAINER_KEYS}
+        key = {"stage": OmegaConf.to_container(stage, resolve=True), "seed": cfg.seed, "trainer": trainer_key,
                "upstream": {u: hashes.get(u) for u in _upstream_names(stage)}}
         hashes[name] = config_hash(key)
         stage_dir = Path(cfg.paths.cache_dir) / "stages" / f"{name}-{hashes[name]}"
@@ -55,8 +60,7 @@ def run_stages(cfg: DictConfig) -> dict[str, pl.LightningModule]:
                 ckpt.unlink()
         if not ckpt.exists():
             log.info("stage %s: training into %s", name, stage_dir)
-            trainer_cfg = OmegaConf.merge(OmegaConf.to_container(cfg.trainer, resolve=True), stage.get("trainer") or {},
-                                          {"default_root_dir": str(stage_dir), "enable_checkpointing": False})
+            trainer_cfg = OmegaConf.merge(trainer_cfg, {"default_root_dir": str(stage_dir), "enable_checkpointing": False})
             trainer = build_trainer(trainer_cfg, [DivergenceGuard()],
                                     [pl.loggers.CSVLogger(str(stage_dir), name="csv", version="")])
             trainer.fit(model, datamodule=dm)

@@ -46,8 +46,12 @@ TEACHERS = {
     # one task held out, so that the multi-task teacher also has a held-out-condition score
     "multitask": ["data.heldout_conditions=[sawtooth]"],
 }
-# the teacher experiments tie JEDI's training embeddings per condition; models without a table drop it
+# The teacher experiments tie JEDI's training embeddings per condition; models without an auto-decoder
+# table drop that key. On the multi-task teacher every trial has its own random frequency, so one
+# embedding per task cannot fit its trials: models with a table get one embedding per trial there
+# (measured, small size: JEDI held-out-trial R^2 0.11 with a per-task table).
 NO_TABLE = ["~model.embedding_tie"]
+TABLE_TIE = {"multifreq": None, "multitask": "trial"}
 # the table needs probes and generalisation; the dynamics analyses are JEDI's own experiments
 TABLE_ANALYSES = ["~analysis.spectra", "~analysis.fixed_points", "~analysis.lyapunov"]
 SIZES = {
@@ -82,6 +86,7 @@ class Row:
     model: str
     overrides: list[str] = field(default_factory=list)
     has_embedding: bool = True
+    has_table: bool = True
 
     @property
     def slug(self) -> str:
@@ -91,11 +96,11 @@ class Row:
 def rows(ablations: bool = False) -> list[Row]:
     out = [
         Row("JEDI", "jedi_lowrank"),
-        Row("shared RNN", "shared_rnn", NO_TABLE, has_embedding=False),
-        Row("per-condition RNN", "per_condition_rnn", NO_TABLE),
+        Row("shared RNN", "shared_rnn", has_embedding=False, has_table=False),
+        Row("per-condition RNN", "per_condition_rnn", has_table=False),
         Row("context-input RNN", "context_input_rnn"),
-        Row("VAE", "vae", NO_TABLE),
-        Row("RNN-VAE", "rnn_vae", NO_TABLE),
+        Row("VAE", "vae", has_table=False),
+        Row("RNN-VAE", "rnn_vae", has_table=False),
     ]
     if ablations:
         out += [
@@ -103,6 +108,7 @@ def rows(ablations: bool = False) -> list[Row]:
             *[Row(f"JEDI rank {r}", "jedi_lowrank", [f"model.hypernet.rank={r}"]) for r in (1, 2, 10, 20)],
             Row("JEDI + base matrix", "jedi_lowrank", ["model.hypernet.base_matrix=true"]),
             Row("JEDI per-trial table", "jedi_lowrank", ["model.embedding_tie=trial"]),
+            Row("JEDI per-condition table", "jedi_lowrank", ["model.embedding_tie=condition"]),
         ]
     return out
 
@@ -114,12 +120,14 @@ def command(row: Row, teacher: str, size: str, run_dir: Path, launcher: str, wan
     if not row.has_embedding:
         size_overrides = [o for o in size_overrides if not o.startswith("analysis.probes")]
     analyses = TABLE_ANALYSES + ([] if row.has_embedding else ["~analysis.probes"])
+    tie = [f"model.embedding_tie={TABLE_TIE[teacher]}"] if TABLE_TIE[teacher] else []
+    table = tie if row.has_table else NO_TABLE
     cmd = [sys.executable, "-m", "experiments.train"]
     if launcher == "slurm":
         cmd += ["-m", "hydra/launcher=slurm", f"hydra.sweep.dir={run_dir}", "hydra.sweep.subdir=."]
     else:
         cmd += [f"hydra.run.dir={run_dir}"]
-    cmd += [f"experiment=jedi/{teacher}{SUFFIX[size]}", f"model=jedi/{row.model}", *row.overrides,
+    cmd += [f"experiment=jedi/{teacher}{SUFFIX[size]}", f"model=jedi/{row.model}", *table, *row.overrides,
             *TEACHERS[teacher], *analyses, *size_overrides, "extras.print_config=false",
             "trainer.enable_progress_bar=false", "~callbacks.rich_progress_bar"]
     cmd += [f"logger.wandb.group={GROUP}"] if wandb else ["logger=csv"]

@@ -32,6 +32,11 @@ SHRINK = {
     "data.recordings.fixed_points.n_inits": 8,
     "analysis.recovery.max_iters": 20,
     "analysis.recovery.n_inits": 8,
+    # PoseDistill pools (rendered on first use)
+    "data.n_clips": 16,
+    "data.n_frames": 64,
+    "data.val_clips": 4,
+    "data.test_clips": 4,
 }
 
 

@@ -7,7 +7,9 @@ Every row is one run of the framework entry (``python -m experiments.train exper
 model=jedi/<model> ...``) in its own directory under ``<out>/runs/<teacher>/<model>/``, on the same
 data, splits and metrics. All runs share the W&B group ``jedi_baselines`` (``logger.wandb.group``), so
 the table can be rebuilt in the W&B dashboard. The multi-task teacher holds out one task
-(``sawtooth``) so that both teachers have a held-out-condition score. Analyses are cut to the two the
+(``sawtooth``) so that both teachers have a held-out-condition score, and there the models with an
+auto-decoder table (JEDI, context-input RNN) get one embedding per trial: its trials have random
+frequencies, which one embedding per task cannot fit. Analyses are cut to the two the
 table needs (embedding probes, generalisation); the shared RNN has no embedding, so no probe.
 
 Writes into ``<out>`` (printed at the end): ``table.md``, ``table.csv`` (held-out-trial R^2,

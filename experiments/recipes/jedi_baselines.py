@@ -7,9 +7,7 @@ Every row is one run of the framework entry (``python -m experiments.train exper
 model=jedi/<model> ...``) in its own directory under ``<out>/runs/<teacher>/<model>/``, on the same
 data, splits and metrics. All runs share the W&B group ``jedi_baselines`` (``logger.wandb.group``), so
 the table can be rebuilt in the W&B dashboard. The multi-task teacher holds out one task
-(``sawtooth``) so that both teachers have a held-out-condition score, and there the models with an
-auto-decoder table (JEDI, context-input RNN) get one embedding per trial: its trials have random
-frequencies, which one embedding per task cannot fit. Analyses are cut to the two the
+(``sawtooth``) so that both teachers have a held-out-condition score. Analyses are cut to the two the
 table needs (embedding probes, generalisation); the shared RNN has no embedding, so no probe.
 
 Writes into ``<out>`` (printed at the end): ``table.md``, ``table.csv`` (held-out-trial R^2,
@@ -48,12 +46,9 @@ TEACHERS = {
     # one task held out, so that the multi-task teacher also has a held-out-condition score
     "multitask": ["data.heldout_conditions=[sawtooth]"],
 }
-# The teacher experiments tie JEDI's training embeddings per condition; models without an auto-decoder
-# table drop that key. On the multi-task teacher every trial has its own random frequency, so one
-# embedding per task cannot fit its trials: models with a table get one embedding per trial there
-# (measured, small size: JEDI held-out-trial R^2 0.11 with a per-task table).
+# the teacher experiments set how JEDI's training embeddings are tied; models without an auto-decoder
+# table drop that key
 NO_TABLE = ["~model.embedding_tie"]
-TABLE_TIE = {"multifreq": None, "multitask": "trial"}
 # the table needs probes and generalisation; the dynamics analyses are JEDI's own experiments
 TABLE_ANALYSES = ["~analysis.spectra", "~analysis.fixed_points", "~analysis.lyapunov"]
 SIZES = {
@@ -122,8 +117,7 @@ def command(row: Row, teacher: str, size: str, run_dir: Path, launcher: str, wan
     if not row.has_embedding:
         size_overrides = [o for o in size_overrides if not o.startswith("analysis.probes")]
     analyses = TABLE_ANALYSES + ([] if row.has_embedding else ["~analysis.probes"])
-    tie = [f"model.embedding_tie={TABLE_TIE[teacher]}"] if TABLE_TIE[teacher] else []
-    table = tie if row.has_table else NO_TABLE
+    table = [] if row.has_table else NO_TABLE
     cmd = [sys.executable, "-m", "experiments.train"]
     if launcher == "slurm":
         cmd += ["-m", "hydra/launcher=slurm", f"hydra.sweep.dir={run_dir}", "hydra.sweep.subdir=."]

@@ -90,14 +90,14 @@ def log_config(loggers: list, cfg: DictConfig, extra: dict) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.update(extra)
     for lg in loggers:
-        for attempt in range(6):
+        for attempt in range(13):
             try:
                 lg.log_hyperparams(resolved)
                 break
             except Exception as err:
                 # a resumed run right after a kill: the killed process's W&B service still holds the
-                # run id until it notices its parent is gone; wait for it (bounded) rather than fail
-                if "in use" not in str(err) or attempt == 5:
+                # run id until it notices its parent is gone; wait for it (at most 60 s) rather than fail
+                if "in use" not in str(err) or attempt == 12:
                     raise
-                log.warning("W&B run id still held by the interrupted process; retrying (%s)", err)
-                time.sleep(2.0)
+                log.warning("W&B run id still held by the interrupted process; retrying in 5 s (%s)", err)
+                time.sleep(5.0)

@@ -11,10 +11,10 @@ Target: ``round_s <= 1.5`` on 2 CPU cores.
 """
 from __future__ import annotations
 
-import statistics
-import time
 
 import torch
+
+from experiments.bench.timing import median_time
 
 from posedistill.stages.adapt import ENERGIES, AdaptStage
 from posedistill.stages.motion import MotionStage
@@ -43,19 +43,9 @@ def energy_step(model: AdaptStage, name: str, opt: torch.optim.Optimizer, raw: t
     return step
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def time_round(trainable, raw: torch.Tensor, repeats: int) -> dict[str, float]:
     model = build_adapt(trainable).train()
-    return {e: _median_time(energy_step(model, e, torch.optim.Adam(model.energy_params(e), lr=1e-5), raw), repeats)
+    return {e: median_time(energy_step(model, e, torch.optim.Adam(model.energy_params(e), lr=1e-5), raw), repeats)
             for e in ENERGIES}
 
 

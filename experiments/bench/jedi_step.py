@@ -2,26 +2,13 @@
 same batch, size and T), both measured in the same run: low-rank (rank 5) and full-rank per-trial J."""
 from __future__ import annotations
 
-import statistics
-import time
-from functools import partial
-
 import torch
 
+from experiments.bench.timing import median_time
 from jedi.models.hypernet import FullRankHypernet, LowRankHypernet
 from jedi.models.rnn import RateRNN
 
 B, N, T, RANK, D = 64, 200, 150, 5, 8
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _jedi_step(hypernet, rnn, c, x0, target):
@@ -46,9 +33,9 @@ def run(repeats: int = 7) -> dict:
         (out - target).square().mean().backward()
 
     rnn = RateRNN(dt=0.01, tau=0.05, noise_std=0.01).train()
-    t_ref = _median_time(ref_step, repeats)
-    t_low = _median_time(_jedi_step(LowRankHypernet(D, N, rank=RANK), rnn, c, x0, target), repeats)
-    t_full = _median_time(_jedi_step(FullRankHypernet(D, N), rnn, c, x0, target), repeats)
+    t_ref = median_time(ref_step, repeats)
+    t_low = median_time(_jedi_step(LowRankHypernet(D, N, rank=RANK), rnn, c, x0, target), repeats)
+    t_full = median_time(_jedi_step(FullRankHypernet(D, N), rnn, c, x0, target), repeats)
     return {"name": "jedi_train_step", "torch_threads": torch.get_num_threads(),
             "nn_rnn_s": round(t_ref, 4), "lowrank_s": round(t_low, 4), "fullrank_s": round(t_full, 4),
             "lowrank_ratio": round(t_low / t_ref, 3), "fullrank_ratio": round(t_full / t_ref, 3),

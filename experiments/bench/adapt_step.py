@@ -11,11 +11,9 @@ Target: ``round_s <= 1.5`` on 2 CPU cores.
 """
 from __future__ import annotations
 
-
 import torch
 
 from experiments.bench.timing import median_time
-
 from posedistill.stages.adapt import ENERGIES, AdaptStage
 from posedistill.stages.motion import MotionStage
 from posedistill.stages.prior import PosePriorStage

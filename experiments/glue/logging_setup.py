@@ -6,7 +6,6 @@ import logging
 import netrc
 import os
 import socket
-import time
 import uuid
 from pathlib import Path
 from typing import Optional
@@ -90,14 +89,18 @@ def log_config(loggers: list, cfg: DictConfig, extra: dict) -> None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.update(extra)
     for lg in loggers:
-        for attempt in range(13):
-            try:
-                lg.log_hyperparams(resolved)
-                break
-            except Exception as err:
-                # a resumed run right after a kill: the killed process's W&B service still holds the
-                # run id until it notices its parent is gone; wait for it (at most 60 s) rather than fail
-                if "in use" not in str(err) or attempt == 12:
-                    raise
-                log.warning("W&B run id still held by the interrupted process; retrying in 5 s (%s)", err)
-                time.sleep(5.0)
+        try:
+            lg.log_hyperparams(resolved)
+        except Exception as err:
+            if "WandbLogger" not in type(lg).__name__:
+                raise
+            # W&B must never fail a run: e.g. right after a kill, the killed process's W&B service can
+            # still hold the run id ("run ID ... is in use"); continue under a fresh id and say so
+            import wandb
+            old = lg._wandb_init.get("id")
+            lg._wandb_init["id"] = uuid.uuid4().hex[:8]
+            lg._experiment = None
+            if wandb.run is not None:
+                wandb.finish()
+            log.warning("W&B could not continue run %s (%s); logging under new id %s", old, err, lg._wandb_init["id"])
+            lg.log_hyperparams(resolved)

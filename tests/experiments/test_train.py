@@ -51,7 +51,7 @@ def _final_weights(cfg) -> dict:
 
 def test_resume_from_last_ckpt_gives_the_same_final_weights(compose_cfg, tmp_path):
     common = [*TINY_JEDI, "callbacks=default", "~callbacks.rich_progress_bar", "trainer.deterministic=true",
-              "test=false", "analyze=false", "model.lr_schedule=none"]  # a 2-epoch run has its own cosine
+              "test=false", "analyze=false", "model.lr_schedule=none", "logger=wandb"]  # a 2-epoch run has its own cosine
     full = _final_weights(compose_cfg([*common, "trainer.max_epochs=4"]))
     # an interrupted run (2 of 4 epochs) resumed from its last.ckpt ...
     cfg = compose_cfg([*common, "trainer.max_epochs=2"])
@@ -60,8 +60,11 @@ def test_resume_from_last_ckpt_gives_the_same_final_weights(compose_cfg, tmp_pat
     HydraConfig.instance().set_config(cfg)
     run_task(train, cfg)
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    wandb_id = (Path(cfg.paths.output_dir) / "wandb_id.txt").read_text()
     cfg2 = compose_cfg([*common, "trainer.max_epochs=4", f"ckpt_path={last}"])
     resumed = _final_weights(cfg2)
+    # the resumed run continued in the interrupted run's dir under the same W&B run id
+    assert len(list((tmp_path / "interrupted" / "wandb").glob(f"offline-run-*-{wandb_id}*"))) == 2
     assert set(resumed) == set(full)
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], msg=f"parameter {k} differs after resume")

@@ -7,30 +7,18 @@ Validation and test infer a fresh embedding for every held-out trial with everyt
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
 from jedi.data.trials import TrialBatch
+from jedi.evaluation import TEST_SPLITS, HeldOutEvaluation, InferredEmbeddings  # noqa: F401 (re-exported)
 from jedi.losses import MaskedMSE, embedding_l2
-from jedi.metrics.r2 import MeanNeuronR2, VarianceWeightedR2
 from jedi.models.embeddings import ContextTable
 from jedi.models.rnn import RateRNN, RecurrentWeights
 
-TEST_SPLITS = ("test", "heldout_cond")
-
-
-class InferredEmbeddings(NamedTuple):
-    """Embeddings inferred for one evaluation split, with the trials' labels and the split's R^2."""
-
-    embeddings: Tensor
-    conditions: Tensor
-    r2: float
-
-
-class JediModule(pl.LightningModule):
+class JediModule(HeldOutEvaluation):
     """JEDI: per-trial context embeddings mapped by a hypernetwork to the student's recurrent weights.
 
     Args (the first five are late sizes from the datamodule's ``dims``):
@@ -80,12 +68,7 @@ class JediModule(pl.LightningModule):
             raise ValueError(f"model.infer.split must be none, time or neurons, got {self.infer_cfg['split']!r}")
         if self.infer_cfg["split"] == "neurons" and init_state == "data":
             raise ValueError("model.infer.split=neurons with init_state=data would read held-out neurons' first frame")
-        self.val_metrics = nn.ModuleDict({"r2": VarianceWeightedR2(n_neurons), "r2_neuron_mean": MeanNeuronR2(n_neurons)})
-        self.test_metrics = nn.ModuleDict({
-            f"{name}{'' if split == 'test' else '_' + split}": cls(n_neurons)
-            for split in TEST_SPLITS for name, cls in (("r2", VarianceWeightedR2), ("r2_neuron_mean", MeanNeuronR2))})
-        self.inferred: dict[str, InferredEmbeddings] = {}
-        self._inferred_parts: dict[str, list] = {}
+        self.init_evaluation(n_neurons)
 
     # -- model -------------------------------------------------------------------------------
     def weights_for(self, c: Tensor) -> RecurrentWeights:
@@ -240,24 +223,6 @@ class JediModule(pl.LightningModule):
         self.log("val/loss", recon, batch_size=len(batch.index), sync_dist=True)
         self.log_dict({f"val/{k}": m for k, m in self.val_metrics.items()}, batch_size=len(batch.index))
 
-    def on_test_epoch_start(self) -> None:
-        self._inferred_parts = {s: [] for s in TEST_SPLITS}
-
     def test_step(self, batch: TrialBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        split = TEST_SPLITS[dataloader_idx]
-        suffix = "" if split == "test" else "_" + split
         c, pred, score = self._evaluate(batch, self.infer_cfg["steps"])
-        self._inferred_parts[split].append((c.cpu(), batch.condition.cpu()))
-        for name in ("r2", "r2_neuron_mean"):
-            metric = self.test_metrics[name + suffix]
-            metric.update(pred, score)
-            self.log(f"test/{name}{suffix}", metric, batch_size=len(batch.index), add_dataloader_idx=False)
-
-    def on_test_epoch_end(self) -> None:
-        for split, parts in self._inferred_parts.items():
-            if not parts:
-                continue
-            suffix = "" if split == "test" else "_" + split
-            self.inferred[split] = InferredEmbeddings(
-                torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
-                float(self.test_metrics["r2" + suffix].compute()))
+        self.record_test(dataloader_idx, batch, c, pred, score)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
 from jedi.baselines.optim import with_schedule
 from jedi.data.trials import TrialBatch
-from jedi.lit_module import TEST_SPLITS, InferredEmbeddings
+from jedi.evaluation import HeldOutEvaluation
 from jedi.losses import MaskedMSE
-from jedi.metrics.r2 import MeanNeuronR2, VarianceWeightedR2
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -24,7 +22,7 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(-1)
 
 
-class EncoderBaseline(pl.LightningModule):
+class EncoderBaseline(HeldOutEvaluation):
     """Base of the VAE-style baselines. Subclasses build ``encoder``/``decoder`` parts and implement
     ``encode(data) -> (mu, logvar)`` with data (B, T, K) (NaN filled with 0) and
     ``decode(z, n_steps) -> raw (B, n_steps, K)`` (rates, or log-rates for a Poisson loss).
@@ -43,12 +41,7 @@ class EncoderBaseline(pl.LightningModule):
             raise ValueError(f"model.kl_weight and model.kl_warmup_epochs must be >= 0, got {kl_weight}, {kl_warmup_epochs}")
         self.loss_fn = loss if loss is not None else MaskedMSE()
         self._kl_weight, self._kl_warmup, self._horizon, self._noise_seed = kl_weight, kl_warmup_epochs, horizon, noise_seed
-        self.val_metrics = nn.ModuleDict({"r2": VarianceWeightedR2(n_neurons), "r2_neuron_mean": MeanNeuronR2(n_neurons)})
-        self.test_metrics = nn.ModuleDict({
-            f"{name}{'' if split == 'test' else '_' + split}": cls(n_neurons)
-            for split in TEST_SPLITS for name, cls in (("r2", VarianceWeightedR2), ("r2_neuron_mean", MeanNeuronR2))})
-        self.inferred: dict[str, InferredEmbeddings] = {}
-        self._inferred_parts: dict[str, list] = {}
+        self.init_evaluation(n_neurons)
 
     # -- model -------------------------------------------------------------------------------
     def encode(self, data: Tensor) -> tuple[Tensor, Tensor]:
@@ -124,24 +117,6 @@ class EncoderBaseline(pl.LightningModule):
         self.log("val/loss", recon, batch_size=len(batch.index))
         self.log_dict({f"val/{k}": m for k, m in self.val_metrics.items()}, batch_size=len(batch.index))
 
-    def on_test_epoch_start(self) -> None:
-        self._inferred_parts = {s: [] for s in TEST_SPLITS}
-
     def test_step(self, batch: TrialBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        split = TEST_SPLITS[dataloader_idx]
-        suffix = "" if split == "test" else "_" + split
         c, pred = self._evaluate(batch)
-        self._inferred_parts[split].append((c.cpu(), batch.condition.cpu()))
-        for name in ("r2", "r2_neuron_mean"):
-            metric = self.test_metrics[name + suffix]
-            metric.update(pred, batch.data)
-            self.log(f"test/{name}{suffix}", metric, batch_size=len(batch.index), add_dataloader_idx=False)
-
-    def on_test_epoch_end(self) -> None:
-        for split, parts in self._inferred_parts.items():
-            if not parts:
-                continue
-            suffix = "" if split == "test" else "_" + split
-            self.inferred[split] = InferredEmbeddings(
-                torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
-                float(self.test_metrics["r2" + suffix].compute()))
+        self.record_test(dataloader_idx, batch, c, pred, batch.data)

@@ -20,7 +20,7 @@ from posedistill.data.motion import generate_clips
 from posedistill.data.renderer import get_style, render_clips
 
 POOL_IDS = {"sequences": 1, "sequences_val": 2, "source": 3, "target": 4, "target_val": 5, "target_test": 6}
-_VERSION = 1
+_VERSION = 2  # 2: pixel noise drawn per render chunk
 _RENDER_CHUNK = 16  # clips rendered at once
 
 

@@ -242,15 +242,28 @@ def _zbuffer(a, b, radius, za, zb):
 
 
 def _blur(img: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """Mirror-symmetric separable Gaussian blur (radius 2) with per-frame σ; (n, H, W, C)."""
+    """Mirror-symmetric separable Gaussian blur (radius 2, edge padding) with per-frame σ; (n, H, W, C).
+    Mirror taps are summed before weighting, so blurring a flipped image is the flipped blur, exactly."""
     s = np.maximum(sigma, 1e-3)[:, None]
     w = np.exp(-0.5 * (np.arange(3)[None] / s) ** 2)
-    w = (w / (w[:, :1] + 2 * w[:, 1:].sum(1, keepdims=True))).astype(np.float32)  # (n, 3)
+    w = (w / (w[:, :1] + 2 * w[:, 1:].sum(1, keepdims=True))).astype(np.float32)[:, :, None, None, None]  # (n, 3, 1, 1, 1)
     for axis in (1, 2):
-        p = np.pad(img, [(0, 0)] + [(2, 2) if ax == axis else (0, 0) for ax in (1, 2)] + [(0, 0)], mode="edge")
-        sl = lambda o: p[:, 2 + o : 2 + o + SIZE] if axis == 1 else p[:, :, 2 + o : 2 + o + SIZE]  # noqa: E731
-        img = w[:, 0, None, None, None] * sl(0) + (
-            w[:, 1, None, None, None] * (sl(-1) + sl(1)) + w[:, 2, None, None, None] * (sl(-2) + sl(2)))
+        p = np.moveaxis(img, axis, 1)
+        shape = list(p.shape)
+        shape[1] += 4
+        padded = np.empty(shape, np.float32)  # edge padding by 2 along the blurred axis (moved to axis 1)
+        padded[:, 2:-2] = p
+        padded[:, :2] = p[:, :1]
+        padded[:, -2:] = p[:, -1:]
+        p = np.moveaxis(padded, 1, axis)
+        sl = (lambda o: p[:, 2 + o : 2 + o + SIZE]) if axis == 1 else (lambda o: p[:, :, 2 + o : 2 + o + SIZE])
+        img = sl(0) * w[:, 0]
+        pair = np.add(sl(-1), sl(1))
+        pair *= w[:, 1]
+        img += pair
+        np.add(sl(-2), sl(2), out=pair)
+        pair *= w[:, 2]
+        img += pair
     return img
 
 
@@ -259,33 +272,52 @@ def _render_chunk(poses: np.ndarray, sc: Scene) -> np.ndarray:
     k, c = len(poses), sc.colors.shape[-1]
     a, b, radius, za, zb, kinds = _primitives(poses, sc)
     win, zbuf, cover = _zbuffer(a, b, radius, za, zb)
-    kind_idx = (np.arange(k) * sc.colors.shape[1])[:, None, None] + kinds.astype(np.int64)[win]
-    col = np.take(sc.colors.reshape(-1, c), kind_idx, axis=0)  # (k, H, W, C)
-    shade = np.clip(1.0 - 0.3 * (zbuf - sc.distance[:, None, None]) / 1000.0, 0.4, 1.3)
-    fg = np.clip(col * np.where(cover, shade, 0)[..., None], 0, 1)
-    bg = 0.0 if sc.backgrounds is None else sc.backgrounds[sc.bg_index]
-    img = np.where(cover[..., None], fg, bg).astype(np.float32)
+    palette = sc.colors[:, kinds].reshape(-1, c)  # (k·P, C) colour of each frame's primitives
+    idx = win.astype(np.intp)
+    idx += (np.arange(k) * len(kinds))[:, None, None]
+    img = np.take(palette, idx, axis=0)  # (k, H, W, C) colour of the nearest primitive
+    shade = (zbuf - sc.distance[:, None, None].astype(np.float32)) * np.float32(-0.3 / 1000.0)
+    shade += np.float32(1.0)
+    np.clip(shade, 0.4, 1.3, out=shade)
+    img *= shade[..., None]
+    np.clip(img, 0.0, 1.0, out=img)
+    if sc.backgrounds is None:
+        img[~cover] = 0.0
+    else:
+        np.copyto(img, sc.backgrounds[sc.bg_index], where=~cover[..., None])
     o = sc.occluders
     for i in np.flatnonzero(o[:, 2] > o[:, 0]):
         img[i, o[i, 1] : o[i, 3], o[i, 0] : o[i, 2]] = sc.occ_color[i]
     blurred = np.flatnonzero(sc.blur > 0)
-    if len(blurred):
+    if len(blurred) == k:
+        img = _blur(img, sc.blur)
+    elif len(blurred):
         img[blurred] = _blur(img[blurred], sc.blur[blurred])
     return img
 
 
-def render_scene(poses: np.ndarray, scene: Scene, chunk: int = 64, threads: int = 1) -> np.ndarray:
-    """Deterministic rendering of poses (n, 17, 3) in a scene → float32 (n, H, W, C) in [0, 1].
-    Chunks of ``chunk`` frames run on ``threads`` threads (numpy releases the GIL)."""
+def render_scene(poses: np.ndarray, scene: Scene, chunk: int = 32, threads: int = 1, noise: float = 0.0,
+                 noise_seed: int = 0, uint8: bool = False) -> np.ndarray:
+    """Deterministic rendering of poses (n, 17, 3) in a scene → (n, H, W, C): float32 in [0, 1], or uint8
+    with ``uint8``. Pixel noise of standard deviation ``noise`` (uniform) is drawn per chunk from
+    ``(noise_seed, chunk start)``, so the images do not depend on ``threads``. Chunks of ``chunk`` frames
+    (32 keeps a chunk's arrays in cache) run on ``threads`` threads (numpy releases the GIL), noise and
+    quantisation included."""
     poses = np.asarray(poses)
     if poses.ndim != 3 or poses.shape[1:] != (17, 3):
         raise ValueError(f"render: poses must be (n, 17, 3) paper17, got {poses.shape}")
     n = len(poses)
-    out = np.empty((n, SIZE, SIZE, scene.colors.shape[-1]), np.float32)
+    out = np.empty((n, SIZE, SIZE, scene.colors.shape[-1]), np.uint8 if uint8 else np.float32)
 
     def work(s0: int) -> None:
         idx = np.arange(s0, min(n, s0 + chunk))
-        out[idx] = _render_chunk(poses[idx], scene.take(idx))
+        img = _render_chunk(poses[idx], scene.take(idx))
+        if noise > 0:  # uniform on ±√3·noise: standard deviation ``noise``, 6× cheaper to draw than normal
+            eps = np.random.default_rng([noise_seed, s0]).random(img.shape, dtype=np.float32)
+            eps -= np.float32(0.5)
+            eps *= np.float32(2 * np.sqrt(3) * noise)
+            img += eps
+        out[idx[0] : idx[-1] + 1] = to_uint8(img) if uint8 else img
 
     starts = range(0, n, chunk)
     if threads > 1:
@@ -298,7 +330,10 @@ def render_scene(poses: np.ndarray, scene: Scene, chunk: int = 64, threads: int 
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    """[0, 1] float image → uint8 (clipped, rounded)."""
+    img = np.clip(img, 0.0, 1.0)
+    img *= 255.0
+    return np.rint(img, out=img).astype(np.uint8)
 
 
 def render(poses: np.ndarray, style: str | Style, rng: np.random.Generator) -> np.ndarray:
@@ -312,7 +347,7 @@ def render_clips(poses: np.ndarray, style: str | Style, rng: np.random.Generator
     st = get_style(style)
     n, t = poses.shape[:2]
     scene = draw_scene(n, t, st, rng)
-    img = render_scene(poses.reshape(n * t, 17, 3), scene, threads=threads)
-    if st.noise > 0:
-        img += rng.normal(0, st.noise, img.shape).astype(np.float32)
-    return to_uint8(img).reshape(n, t, SIZE, SIZE, st.channels)
+    seed = int(rng.integers(2**63)) if st.noise > 0 else 0
+    img = render_scene(poses.reshape(n * t, 17, 3), scene, threads=threads, noise=st.noise, noise_seed=seed,
+                       uint8=True)
+    return img.reshape(n, t, SIZE, SIZE, st.channels)  # frames are clip-major

@@ -56,3 +56,15 @@ def test_windowed_zbuffer_equals_full_grid_evaluation(poses):
     np.testing.assert_array_equal(zbuf, full.min(1))
     np.testing.assert_array_equal(win[cover], full.argmin(1)[cover])
     assert cover.mean() > 0.05
+
+
+def test_noisy_render_does_not_depend_on_threads_and_has_the_style_noise_level(poses):
+    scene = draw_scene(4, 6, "target", np.random.default_rng(4))
+    clean = render_scene(poses, scene)
+    one = render_scene(poses, scene, chunk=8, threads=1, noise=0.03, noise_seed=9)
+    two = render_scene(poses, scene, chunk=8, threads=2, noise=0.03, noise_seed=9)
+    np.testing.assert_array_equal(one, two)
+    eps = (one - clean).ravel()
+    assert abs(eps.std() - 0.03) < 0.001 and abs(eps.mean()) < 0.001
+    np.testing.assert_array_equal(render_scene(poses, scene, threads=2, noise=0.03, noise_seed=9, uint8=True),
+                                  render_scene(poses, scene, noise=0.03, noise_seed=9, uint8=True))

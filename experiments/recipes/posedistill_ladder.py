@@ -6,9 +6,9 @@ Each row is one run of the framework entry (``python -m experiments.train experi
 its own directory; the stage cache (``paths.cache_dir``) makes the shared stages A–D train once.
 Rows: source only → +contrastive (L_LCR + L_HCR; also the "contrastive only"/Ours-LL baseline)
 → +pose-flip → +flip-backward → +slow-backward (the full method), then pseudo-label
-self-training, DANN and the oracle (target labels). Every adaptation row runs the same number of
-round-robin steps. ``--jobs N`` runs N rows at a time once the first row has trained the
-stages. Writes ``ladder.md``, ``ladder.csv``, ``checks.md`` (the claims the issue asks
+self-training, DANN and the oracle (target labels). Every adaptation row sees the same batches
+(the relation rows take one round robin of their energies per batch). ``--jobs N`` runs N rows at
+a time once the first row has trained the stages. Writes ``ladder.md``, ``ladder.csv``, ``checks.md`` (the claims the issue asks
 for, each PASS/FAIL as measured) and ``figures/`` (predicted vs true skeletons, PA-MPJPE bars).
 """
 from __future__ import annotations

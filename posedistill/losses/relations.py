@@ -18,11 +18,6 @@ def relation_energy(transformed_anchor: torch.Tensor, positive: torch.Tensor, st
     return (transformed_anchor - target).abs().mean()
 
 
-def flip_images(images: torch.Tensor) -> torch.Tensor:
-    """T^x_1: horizontal flip of (..., C, H, W) images."""
-    return images.flip(-1)
-
-
 def flip_backward_clip(clips: torch.Tensor) -> torch.Tensor:
     """T^X for flip-backward: every frame flipped, then the frame order reversed; (B, T, C, H, W)."""
     return clips.flip(-1).flip(1)

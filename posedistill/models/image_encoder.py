@@ -118,16 +118,38 @@ class ImageEncoder(nn.Module):
         self.fc_latent = nn.Linear(feat_dim, latent_dim)
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        return self.trunk_from(self.trunk_prefix(images, len(self.blocks)), len(self.blocks))
+
+    def trunk_prefix(self, images: torch.Tensor, k: int) -> torch.Tensor:
+        """The normalised input through the first ``k`` blocks (k = 0: the normalised input)."""
         h = (images - self.mean) / self.std
-        for block in self.blocks.values():
+        for block in list(self.blocks.values())[:k]:
             h = block(h)
         return h
 
-    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B, C, H, W) → (first FC feature (B, feat_dim), z (B, latent_dim))."""
-        feat = self.fc_feat(self.trunk(images).flatten(1))
+    def trunk_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
+        """The output of block ``k`` (see :meth:`trunk_prefix`) through the remaining blocks."""
+        for block in list(self.blocks.values())[k:]:
+            h = block(h)
+        return h
+
+    def head(self, trunk_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trunk output (B, C', H', W') → (first FC feature (B, feat_dim), z (B, latent_dim))."""
+        feat = self.fc_feat(trunk_out.flatten(1))
         h = self.fc_latent(feat)
         return feat, self.latent_box * torch.tanh(h / self.latent_box)
+
+    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, C, H, W) → (first FC feature (B, feat_dim), z (B, latent_dim))."""
+        return self.head(self.trunk(images))
+
+    def frozen_prefix_len(self) -> int:
+        """Number of leading trunk blocks without a trainable parameter: their output does not
+        change during training, so it can be computed once per input."""
+        for k, block in enumerate(self.blocks.values()):
+            if any(p.requires_grad for p in block.parameters()):
+                return k
+        return len(self.blocks)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.features(images)[1]

@@ -10,23 +10,28 @@ Energies (spec §5, eq. (4)); which ones are on is ``energies`` (a list, in roun
 - ``slow_backward``: mean |T^v_sb(E_m(G(raw[::2]))) − sg E_m(G(reverse(raw[15:45])))|.
 
 Each energy has its own Adam over the trainable encoder parts (default ``block3``, the res3
-analogue) plus its own head; one energy is stepped per training batch, in turn (Lightning
-manual optimisation). X is the first ``seq_len`` frames of each target clip; slow-backward needs
-``2·seq_len`` frames. An empty ``energies`` list leaves G = G^s (the source-only rung).
+analogue) plus its own head. Round robin (Lightning manual optimisation): every training batch is
+one round, in which each active energy in turn takes one step (its forward through the trainable
+part of G after the previous energy's update, its backward, its own Adam step), so a batch counts
+``len(energies)`` optimiser steps. [decision] The spec's "alternate training iterations" of a round
+share one batch: the frozen leading blocks of G (blocks 1–2 by default) then give the same
+features for every energy of the round, and are computed once per batch (:class:`PrefixFeatures`)
+instead of once per energy. X is the first ``seq_len`` frames of each target clip; slow-backward
+needs ``2·seq_len`` frames. An empty ``energies`` list leaves G = G^s (the source-only rung).
 Upstream: ``prior`` (decode), ``motion`` (encode), ``relations`` (pose_relation,
 motion_relation), ``source`` (encoder).
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from posedistill.losses.contrastive import info_nce, pose_invariant_augment
-from posedistill.losses.relations import flip_backward_clip, flip_images, relation_energy, slow_backward_pair
+from posedistill.losses.relations import relation_energy, slow_backward_pair
 from posedistill.models.heads import ProjectionHead
 from posedistill.stages import UpstreamMixin, freeze, require_upstream
 from posedistill.stages.pose_eval import PoseEvalModule
@@ -34,6 +39,20 @@ from posedistill.stages.pose_eval import PoseEvalModule
 ENERGIES = ("lcr", "hcr", "flip", "flip_backward", "slow_backward")
 # the code's learning rates (real data): contrastive 2e-5, non-local 1e-5
 CODE_LR = {"lcr": 2e-5, "hcr": 2e-5, "flip": 1e-5, "flip_backward": 1e-5, "slow_backward": 1e-5}
+
+
+class PrefixFeatures(dict):
+    """Frozen-prefix features of one batch, each computed (without gradients) on first use:
+    ``raw`` (B, T_raw, C', H', W') for the raw frames, ``flipped`` and ``view`` (B, seq_len, C', H', W')
+    for the first ``seq_len`` frames flipped and pose-invariantly augmented."""
+
+    def __init__(self, make: Mapping[str, Callable[[], torch.Tensor]]):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: str) -> torch.Tensor:
+        value = self[key] = self._make[key]()
+        return value
 
 
 class AdaptStage(UpstreamMixin, PoseEvalModule):
@@ -79,56 +98,74 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
             self.heads["hcr"] = ProjectionHead(v_dim, head_hidden, head_dim)
         self.augment_kw = dict(augment or {})
         self._gen = torch.Generator().manual_seed(seed)
-        self._turn = 0
         self.automatic_optimization = False
 
     def predict_pose(self, images: torch.Tensor) -> torch.Tensor:
         return self.prior.decode(self.encoder(images))
 
-    # --- energies; raw clips (B, T_raw, C, H, W) ------------------------------------------
+    # --- energies on the frozen-prefix features of raw clips (B, T_raw, C, H, W) ---------------
     def _view(self, images: torch.Tensor) -> torch.Tensor:
         return pose_invariant_augment(images, self._gen, **self.augment_kw)
 
-    def _motion_code(self, clips: torch.Tensor) -> torch.Tensor:
-        """clips (B, T, C, H, W) → v (B, D_v)."""
-        return self.motion.encode(self.encoder.encode_frames(clips))
+    def prefix_features(self, raw: torch.Tensor, energies: Sequence[str] | None = None) -> PrefixFeatures:
+        """The frozen leading blocks of G on the frames that ``energies`` (default: the active ones)
+        need (see :class:`PrefixFeatures`); ``raw`` keeps ``2·seq_len`` frames only for slow-backward."""
+        length = self.hparams.seq_len
+        k = self.encoder.frozen_prefix_len()
+        n_raw = 2 * length if "slow_backward" in (self.energies if energies is None else energies) else length
 
-    def energy_lcr(self, raw: torch.Tensor) -> torch.Tensor:
-        x = raw[:, 0]
-        feat_a, _ = self.encoder.features(x)
-        feat_p, _ = self.encoder.features(self._view(x))
+        def prefix(clips: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W) → (B, T, C', H', W')
+            with torch.no_grad():
+                return self.encoder.trunk_prefix(clips.flatten(0, 1), k).unflatten(0, clips.shape[:2])
+
+        clip = raw[:, :length]
+        return PrefixFeatures({"raw": lambda: prefix(raw[:, :n_raw]), "flipped": lambda: prefix(clip.flip(-1)),
+                               "view": lambda: prefix(self._view(clip))})
+
+    def _encode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prefix features (B, T, C', H', W') through the rest of G → (first FC feature (B, T, F), z (B, T, D))."""
+        k = self.encoder.frozen_prefix_len()
+        feat, z = self.encoder.head(self.encoder.trunk_from(h.flatten(0, 1), k))
+        return feat.unflatten(0, h.shape[:2]), z.unflatten(0, h.shape[:2])
+
+    def _motion_code(self, h: torch.Tensor) -> torch.Tensor:
+        """Prefix features of clips (B, T, C', H', W') → v (B, D_v)."""
+        return self.motion.encode(self._encode(h)[1])
+
+    def energy_lcr(self, pre: PrefixFeatures) -> torch.Tensor:
+        feat_a = self._encode(pre["raw"][:, :1])[0][:, 0]
+        feat_p = self._encode(pre["view"][:, :1])[0][:, 0]
         head = self.heads["lcr"]
         return info_nce(head(feat_a), head(feat_p), self.hparams.temperature, self.hparams.contrastive_anchor)
 
-    def energy_hcr(self, raw: torch.Tensor) -> torch.Tensor:
-        clips = raw[:, : self.hparams.seq_len]
+    def energy_hcr(self, pre: PrefixFeatures) -> torch.Tensor:
         head = self.heads["hcr"]
-        v_a = head(self._motion_code(clips))
-        v_p = head(self._motion_code(self._view(clips)))
+        v_a = head(self._motion_code(pre["raw"][:, : self.hparams.seq_len]))
+        v_p = head(self._motion_code(pre["view"]))
         return info_nce(v_a, v_p, self.hparams.temperature, self.hparams.contrastive_anchor)
 
-    def energy_flip(self, raw: torch.Tensor) -> torch.Tensor:
-        frames = raw[:, : self.hparams.seq_len].flatten(0, 1)  # (B·T, C, H, W)
-        z = self.encoder(frames)
-        z_flip = self.encoder(flip_images(frames))
+    def energy_flip(self, pre: PrefixFeatures) -> torch.Tensor:
+        z = self._encode(pre["raw"][:, : self.hparams.seq_len])[1]
+        z_flip = self._encode(pre["flipped"])[1]
         return relation_energy(self.relations.pose_relation("flip")(z), z_flip, stop_grad_positive=False)
 
-    def energy_flip_backward(self, raw: torch.Tensor) -> torch.Tensor:
-        clips = raw[:, : self.hparams.seq_len]
-        v = self._motion_code(clips)
+    def energy_flip_backward(self, pre: PrefixFeatures) -> torch.Tensor:
+        v = self._motion_code(pre["raw"][:, : self.hparams.seq_len])
         with torch.no_grad():
-            v_pos = self._motion_code(flip_backward_clip(clips))
+            v_pos = self._motion_code(pre["flipped"].flip(1))  # X⁺: frames flipped, order reversed
         return relation_energy(self.relations.motion_relation("flip_backward")(v), v_pos, stop_grad_positive=True)
 
-    def energy_slow_backward(self, raw: torch.Tensor) -> torch.Tensor:
-        anchor, positive = slow_backward_pair(raw, self.hparams.seq_len)
+    def energy_slow_backward(self, pre: PrefixFeatures) -> torch.Tensor:
+        anchor, positive = slow_backward_pair(pre["raw"], self.hparams.seq_len)
         v = self._motion_code(anchor)
         with torch.no_grad():
             v_pos = self._motion_code(positive)
         return relation_energy(self.relations.motion_relation("slow_backward")(v), v_pos, stop_grad_positive=True)
 
-    def energy(self, name: str, raw: torch.Tensor) -> torch.Tensor:
-        return getattr(self, f"energy_{name}")(raw)
+    def energy(self, name: str, batch: torch.Tensor | PrefixFeatures) -> torch.Tensor:
+        """One energy on raw clips (B, T_raw, C, H, W) or on their :meth:`prefix_features`."""
+        pre = batch if isinstance(batch, PrefixFeatures) else self.prefix_features(batch, [name])
+        return getattr(self, f"energy_{name}")(pre)
 
     # --- optimisation ---------------------------------------------------------------------
     def energy_params(self, name: str) -> list[nn.Parameter]:
@@ -143,25 +180,21 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         return [torch.optim.Adam(self.energy_params(e), lr=self.lr[e]) for e in self.energies]
 
     def training_step(self, batch, batch_idx: int) -> None:
+        """One round: every active energy in turn takes a step with its own optimiser."""
         if not self.energies:
             return None
-        k = self._turn % len(self.energies)
-        self._turn += 1
-        name = self.energies[k]
         opts = self.optimizers()
-        opt = opts[k] if isinstance(opts, list) else opts
-        loss = self.energy(name, batch.images)
-        opt.zero_grad()
-        self.manual_backward(loss)
-        if self.hparams.grad_clip:
-            self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-        opt.step()
-        self.log(f"train/{name}", loss.detach(), on_step=True, on_epoch=False)
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
+        opts = opts if isinstance(opts, list) else [opts]
+        pre = self.prefix_features(batch.images)
+        losses = []
+        for name, opt in zip(self.energies, opts):
+            loss = self.energy(name, pre)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            if self.hparams.grad_clip:
+                self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+            opt.step()
+            losses.append(loss.detach())
+            self.log(f"train/{name}", losses[-1], on_step=True, on_epoch=False)
+        self.log("train/loss", torch.stack(losses).mean(), on_step=True, on_epoch=False)
         return None
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["round_robin_turn"] = self._turn
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._turn = int(checkpoint.get("round_robin_turn", 0))

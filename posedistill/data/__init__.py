@@ -8,6 +8,7 @@ from posedistill.data.datamodules import (
     SourceImageDataModule,
     TargetClipDataModule,
 )
+from posedistill.data.crops import H36MCropDataModule, LabelledCropsDataModule, MPI3DHPCropDataModule
 
-__all__ = ["ClipBatch", "H36MSequenceDataModule", "ImageBatch", "PoseBatch", "PoseSequenceDataModule", "SourceImageDataModule",
-           "TargetClipDataModule"]
+__all__ = ["ClipBatch", "H36MCropDataModule", "H36MSequenceDataModule", "ImageBatch", "LabelledCropsDataModule",
+           "MPI3DHPCropDataModule", "PoseBatch", "PoseSequenceDataModule", "SourceImageDataModule", "TargetClipDataModule"]

@@ -143,6 +143,15 @@ class ImageEncoder(nn.Module):
         """images (B, C, H, W) → (first FC feature (B, feat_dim), z (B, latent_dim))."""
         return self.head(self.trunk(images))
 
+    def train(self, mode: bool = True):
+        """Parts without a trainable parameter stay in eval mode (their BatchNorm statistics stay)."""
+        super().train(mode)
+        for name in self.part_names:
+            part = self.part(name)
+            if not any(p.requires_grad for p in part.parameters()):
+                part.eval()
+        return self
+
     def frozen_prefix_len(self) -> int:
         """Number of leading trunk blocks without a trainable parameter: their output does not
         change during training, so it can be computed once per input."""

@@ -77,7 +77,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         seed: int = 0,
         **dims: Any,
     ):
-        super().__init__(skeleton)
+        super().__init__(skeleton, dims.get("eval_joints"))
         require_upstream(upstream, ("prior", "motion", "relations", "source"), "AdaptStage")
         self.save_hyperparameters(ignore=["upstream"])
         unknown = [e for e in energies if e not in ENERGIES]

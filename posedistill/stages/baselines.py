@@ -36,8 +36,8 @@ class _FinetuneStage(UpstreamMixin, PoseEvalModule):
     _frozen: tuple[str, ...] = ("prior",)
 
     def __init__(self, upstream: Mapping[str, nn.Module], trainable: Sequence[str] | str, lr: float, seq_len: int,
-                 skeleton: str, seed: int):
-        super().__init__(skeleton)
+                 skeleton: str, seed: int, eval_joints: Sequence[int] | None = None):
+        super().__init__(skeleton, eval_joints)
         require_upstream(upstream, ("prior", "source"), type(self).__name__)
         self.prior = freeze(upstream["prior"])
         self.encoder = copy.deepcopy(upstream["source"].encoder)
@@ -77,7 +77,7 @@ class PseudoLabelStage(_FinetuneStage):
         seed: int = 0,
         **dims: Any,
     ):
-        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed)
+        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed, dims.get("eval_joints"))
         self.save_hyperparameters(ignore=["upstream"])
         if not 0 < keep_fraction <= 1:
             raise ValueError(f"model.keep_fraction must be in (0, 1], got {keep_fraction}")
@@ -109,7 +109,7 @@ class OracleStage(_FinetuneStage):
         seed: int = 0,
         **dims: Any,
     ):
-        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed)
+        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed, dims.get("eval_joints"))
         self.save_hyperparameters(ignore=["upstream"])
 
     def loss(self, batch) -> torch.Tensor:
@@ -135,7 +135,7 @@ class DANNStage(_FinetuneStage):
         seed: int = 0,
         **dims: Any,
     ):
-        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed)
+        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed, dims.get("eval_joints"))
         self.save_hyperparameters(ignore=["upstream"])
         self.domain = DomainClassifier(self.encoder.fc_latent.in_features, classifier_hidden)
 

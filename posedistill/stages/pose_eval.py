@@ -7,10 +7,12 @@ Inference is per frame, ``ŷ = D_p(G(x))`` (spec §1.2). Val/test batches are ``
 ``*_gtbones`` variants first give the prediction the ground-truth bone lengths (the released
 code's evaluation), the others use the prediction as is. ``n_examples`` test frames (every
 ``example_stride``-th, prediction and ground truth) are saved to ``<run dir>/test_examples.npz``
-for qualitative figures.
+for qualitative figures. ``eval_joints`` (a datamodule's ``dims``, e.g. the 15 joints MPI-INF-3DHP
+shares with paper17, root first) restricts every metric to those joints, alignment included.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +50,18 @@ def frames_of(images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, 
 
 class PoseEvalModule(pl.LightningModule):
     """Base class: subclasses implement ``predict_pose(images (N, C, H, W)) -> (N, J, 3)``;
-    ``skeleton`` names the pose skeleton (flips, GT-bone rescaling)."""
+    ``skeleton`` names the pose skeleton (flips, GT-bone rescaling); ``eval_joints`` the evaluated
+    joints (None: all), whose first must be the root."""
 
     n_examples = 64
     example_stride = 30
 
-    def __init__(self, skeleton: str = "paper17") -> None:
+    def __init__(self, skeleton: str = "paper17", eval_joints: Sequence[int] | None = None) -> None:
         super().__init__()
         self.skeleton = get_skeleton(skeleton)
+        if eval_joints is not None and list(eval_joints)[:1] != [0]:
+            raise ValueError(f"eval_joints must start with the root joint 0, got {list(eval_joints)}")
+        self.eval_joints = None if eval_joints is None else list(eval_joints)
         self.metrics = nn.ModuleDict({"val": build_pose_metrics(), "test": build_pose_metrics()})
         self._examples: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -67,8 +73,11 @@ class PoseEvalModule(pl.LightningModule):
         with torch.no_grad():
             pred = self.predict_pose(images)
             pred_gtbones = pose_metrics.rescale_to_gt_bones(pred, poses, self.skeleton)
+        evaluated = (pred, pred_gtbones, poses)
+        if self.eval_joints is not None:  # (N, J, 3) → (N, J_eval, 3)
+            evaluated = tuple(x[:, self.eval_joints] for x in evaluated)
         for name, metric in self.metrics[split].items():
-            metric.update(pred_gtbones if name.endswith("_gtbones") else pred, poses)
+            metric.update(evaluated[1] if name.endswith("_gtbones") else evaluated[0], evaluated[2])
         if split == "test" and sum(len(p) for p, _ in self._examples) < self.n_examples:
             k = self.example_stride
             self._examples.append((pred[::k].cpu().numpy(), poses[::k].cpu().numpy()))

@@ -38,7 +38,7 @@ class SourceStage(UpstreamMixin, PoseEvalModule):
         seed: int = 0,
         **dims: Any,
     ):
-        super().__init__(skeleton)
+        super().__init__(skeleton, dims.get("eval_joints"))
         require_upstream(upstream, ("prior",), "SourceStage")
         self.save_hyperparameters(ignore=["upstream"])
         self.prior = freeze(upstream["prior"])

@@ -165,17 +165,11 @@ class JediModule(HeldOutEvaluation):
     def candidate_embeddings(self) -> Tensor:
         """Starting points for held-out inference: the mean training embedding of every condition
         (K, d); the objective is non-convex, so a trial starts from the candidate that fits it best."""
-        table = self.embeddings.table.weight.detach()
-        if self.embeddings.tie == "condition":
-            dm = self.trainer.datamodule if self._trainer is not None else None
-            if dm is None:
-                return table
-            return table[torch.unique(dm.train_set.conditions).to(table.device)]
         dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is None:
-            return table.mean(0, keepdim=True)
-        conds = dm.train_set.conditions.to(table.device)
-        return torch.stack([table[conds == k].mean(0) for k in torch.unique(conds)])
+        if dm is None:  # outside a trainer: the condition rows, or the overall mean of a per-trial table
+            table = self.embeddings.table.weight.detach()
+            return table.mean(0, keepdim=True) if self.embeddings.tie == "trial" else table
+        return self.embeddings.condition_means(dm.train_set.conditions.to(self.device)).detach()
 
     def infer_embeddings(self, batch: TrialBatch, steps: int) -> Tensor:
         """Fresh embeddings (B, d) for held-out trials, optimised with everything else frozen.

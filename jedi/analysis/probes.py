@@ -113,10 +113,11 @@ def analyze_embedding_probes(module, datamodule, out_dir: Path, n_splits: int = 
     if E.shape[0] != y.shape[0]:
         raise ValueError(f"embedding probe: {E.shape[0]} train embeddings but {y.shape[0]} train trials")
     test = getattr(module, "inferred", {}).get("test")
-    if getattr(getattr(module, "embeddings", None), "tie", "trial") == "condition":
-        # a tied table has one row per condition: cross-validating its copies would be trivially
-        # perfect, so the cross-validated probe runs on the per-trial embeddings inferred for
-        # held-out trials instead (the transfer score below still uses the condition rows)
+    if getattr(getattr(module, "embeddings", None), "tie", "trial") != "trial":
+        # a tied table shares one row per condition (hierarchical: plus a per-trial offset):
+        # cross-validating copies of it would be trivially perfect, so the cross-validated probe runs
+        # on the embeddings inferred for held-out trials instead (the transfer score below still
+        # uses the training embeddings)
         if test is None:
             log.warning("embedding probes skipped: tied embeddings and no inferred held-out embeddings")
             return {"probes/accuracy": float("nan"), "probes/balanced_accuracy": float("nan")}

@@ -1,15 +1,20 @@
-"""Auto-decoder context table: one learnable embedding per training trial (or per condition)."""
+"""Auto-decoder context table: learnable embeddings of the training trials, one per trial, one per
+condition, or a condition embedding plus a per-trial offset."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+TIES = ("trial", "condition", "hierarchical")
+
 
 class ContextTable(nn.Module):
-    """Learnable context embeddings E (n_rows, d), initialised N(0, init_std^2).
+    """Learnable context embeddings of the training trials, initialised N(0, init_std^2).
 
-    ``tie="trial"`` gives one row per training trial; ``tie="condition"`` one row per condition, and
-    trials are mapped to their condition's row.
+    ``tie="trial"``: one row per training trial. ``tie="condition"``: one row per condition; trials
+    use their condition's row. ``tie="hierarchical"``: the condition's row plus a per-trial offset
+    that starts at zero, so what a condition's trials share is learned from all of them at once and
+    each trial keeps its own differences (e.g. a frequency that varies within a task).
     """
 
     def __init__(self, n_trials: int, n_conditions: int, embedding_dim: int, tie: str = "trial",
@@ -17,25 +22,34 @@ class ContextTable(nn.Module):
         super().__init__()
         if embedding_dim < 1:
             raise ValueError(f"model.embedding_dim must be >= 1, got {embedding_dim}")
-        if tie not in ("trial", "condition"):
-            raise ValueError(f"model.embedding.tie must be 'trial' or 'condition', got {tie!r}")
+        if tie not in TIES:
+            raise ValueError(f"model.embedding_tie must be one of {list(TIES)}, got {tie!r}")
         self.tie = tie
-        n_rows = n_trials if tie == "trial" else n_conditions
-        self.table = nn.Embedding(n_rows, embedding_dim)
+        self.table = nn.Embedding(n_trials if tie == "trial" else n_conditions, embedding_dim)
         nn.init.normal_(self.table.weight, std=init_std)
+        self.offsets = None
+        if tie == "hierarchical":
+            self.offsets = nn.Embedding(n_trials, embedding_dim)
+            nn.init.zeros_(self.offsets.weight)
 
     @property
     def dim(self) -> int:
         return self.table.embedding_dim
 
     def forward(self, trial_index: Tensor, condition: Tensor) -> Tensor:
-        return self.table(trial_index if self.tie == "trial" else condition)
+        if self.tie == "trial":
+            return self.table(trial_index)
+        c = self.table(condition)
+        return c if self.offsets is None else c + self.offsets(trial_index)
 
     def per_trial(self, conditions: Tensor) -> Tensor:
         """Embeddings of all training trials (n_trials, d), given their condition labels."""
         if self.tie == "trial":
             return self.table.weight
-        return self.table.weight[conditions]
+        c = self.table.weight[conditions]
+        return c if self.offsets is None else c + self.offsets.weight
 
-    def mean(self) -> Tensor:
-        return self.table.weight.mean(0)
+    def condition_means(self, conditions: Tensor) -> Tensor:
+        """Mean training embedding of every condition present in ``conditions`` (K, d), in label order."""
+        emb = self.per_trial(conditions)
+        return torch.stack([emb[conditions == k].mean(0) for k in torch.unique(conditions)])

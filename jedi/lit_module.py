@@ -18,6 +18,23 @@ from jedi.losses import MaskedMSE, embedding_l2
 from jedi.models.embeddings import ContextTable
 from jedi.models.rnn import RateRNN, RecurrentWeights
 
+INFER_INITS = ("best_condition", "best_between", "mean")
+
+
+def segment_points(points: Tensor, neighbours: int, fractions: tuple[float, ...] = (0.25, 0.5, 0.75)) -> Tensor:
+    """Points at ``fractions`` of the way along the segment from each of ``points`` (K, d) to each of
+    its ``neighbours`` nearest others, every unordered pair once: (pairs · len(fractions), d)."""
+    K = len(points)
+    if K < 2 or neighbours < 1:
+        return points[:0]
+    dist = torch.cdist(points, points).fill_diagonal_(float("inf"))
+    nearest = dist.topk(min(neighbours, K - 1), largest=False).indices  # (K, n)
+    pairs = sorted({(min(i, j), max(i, j)) for i in range(K) for j in nearest[i].tolist()})
+    i, j = torch.tensor(pairs, device=points.device).T
+    f = torch.tensor(fractions, dtype=points.dtype, device=points.device)[:, None, None]  # (F, 1, 1)
+    return ((1 - f) * points[i] + f * points[j]).reshape(-1, points.shape[1])  # (F, P, d) -> (F·P, d)
+
+
 class JediModule(HeldOutEvaluation):
     """JEDI: per-trial context embeddings mapped by a hypernetwork to the student's recurrent weights.
 
@@ -40,7 +57,7 @@ class JediModule(HeldOutEvaluation):
             over ``trainer.max_epochs``).
         infer: held-out embedding inference: steps (test), val_steps, lr, split (none | time | neurons),
             fraction (time split), heldout_neurons (fraction held out in the neuron split),
-            init (best_condition | mean).
+            init (best_condition | best_between | mean), neighbours (best_between).
     """
 
     def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,
@@ -62,8 +79,10 @@ class JediModule(HeldOutEvaluation):
         self.hypernet = hypernet(embedding_dim=embedding_dim, n_units=self.n_units, init_state=init_state == "context")
         self.rnn = rnn(dt=dt)
         self.readout = nn.Linear(self.n_units, n_neurons) if latent_dim is not None else None
-        self.infer_cfg = {"steps": 300, "val_steps": 50, "lr": 1e-2, "init": "best_condition", "split": "none", "fraction": 0.5,
-                          "heldout_neurons": 0.25, **(infer or {})}
+        self.infer_cfg = {"steps": 300, "val_steps": 50, "lr": 1e-2, "init": "best_condition", "neighbours": 3,
+                          "split": "none", "fraction": 0.5, "heldout_neurons": 0.25, **(infer or {})}
+        if self.infer_cfg["init"] not in INFER_INITS:
+            raise ValueError(f"model.infer.init must be one of {list(INFER_INITS)}, got {self.infer_cfg['init']!r}")
         if self.infer_cfg["split"] not in ("none", "time", "neurons"):
             raise ValueError(f"model.infer.split must be none, time or neurons, got {self.infer_cfg['split']!r}")
         if self.infer_cfg["split"] == "neurons" and init_state == "data":
@@ -174,16 +193,21 @@ class JediModule(HeldOutEvaluation):
     def infer_embeddings(self, batch: TrialBatch, steps: int) -> Tensor:
         """Fresh embeddings (B, d) for held-out trials, optimised with everything else frozen.
 
-        Each trial starts at the candidate (a condition's mean training embedding) with the lowest
-        loss on its data (``infer.init=best_condition``; ``mean`` starts at the overall mean), then
-        Adam descends the training objective. Embeddings are independent, so solving the whole
-        batch at once is exact.
+        Each trial starts at the candidate with the lowest loss on its data, then Adam descends the
+        training objective. Candidates (``infer.init``): ``best_condition``, every condition's mean
+        training embedding; ``best_between``, those plus points on the segments to each mean's
+        ``infer.neighbours`` nearest means (a trial of an unseen condition often lies between seen
+        ones, behind a barrier of phase-slip minima that descent from a seen mean cannot cross);
+        ``mean``, the overall mean. Embeddings are independent, so solving the whole batch at once
+        is exact.
         """
         fit, _ = self._fit_and_score_masks(batch.data)
         B = len(batch.index)
         candidates = self.candidate_embeddings()
-        if self.infer_cfg.get("init", "best_condition") == "mean":
+        if self.infer_cfg["init"] == "mean":
             candidates = candidates.mean(0, keepdim=True)
+        elif self.infer_cfg["init"] == "best_between":
+            candidates = torch.cat([candidates, segment_points(candidates, self.infer_cfg["neighbours"])])
         with torch.no_grad():
             losses = torch.stack([self._per_trial_loss(cand.expand(B, -1), fit) for cand in candidates])  # (K, B)
         c = candidates[losses.argmin(0)].clone().requires_grad_(True)

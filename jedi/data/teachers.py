@@ -42,7 +42,7 @@ class SyntheticTeacher:
 
     ``family="multifreq"``: u = A sin(2 pi f t + phi), the frequency f (Hz) is the condition.
     ``family="multitask"``: each input family in ``tasks`` is a condition with its own input channel
-    (or one shared channel), random frequency in [1, 10] Hz and phase per trial.
+    (or one shared channel), a random frequency in ``task_frequency`` Hz and a random phase per trial.
     """
 
     family: str = "multifreq"
@@ -62,6 +62,7 @@ class SyntheticTeacher:
     trials_per_condition: int = 40
     frequencies: Sequence[float] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
     tasks: Sequence[str] = TASK_FAMILIES
+    task_frequency: Sequence[float] = (1.0, 10.0)  # per-trial frequency range of the multi-task inputs (Hz)
     shared_channel: bool = False
     seed: int = 0
     min_reliability: float = 0.9
@@ -72,7 +73,10 @@ class SyntheticTeacher:
             raise ValueError(f"data.source.family must be 'multifreq' or 'multitask', got {self.family!r}")
         if self.n_observed is not None and not 0 < self.n_observed <= self.n_units:
             raise ValueError(f"data.source.n_observed must be in [1, n_units={self.n_units}], got {self.n_observed}")
+        if len(self.task_frequency) != 2 or not 0 < self.task_frequency[0] <= self.task_frequency[1]:
+            raise ValueError(f"data.source.task_frequency must be [low, high] Hz with 0 < low <= high, got {self.task_frequency}")
         self.frequencies, self.tasks = list(self.frequencies), list(self.tasks)
+        self.task_frequency = [float(f) for f in self.task_frequency]
 
     def cache_key(self) -> dict:
         key = asdict(self)
@@ -104,7 +108,7 @@ class SyntheticTeacher:
         n_tasks = len(self.tasks)
         u = np.zeros((n_tasks * k, T, 1 if self.shared_channel else n_tasks))
         for i, fam in enumerate(self.tasks):
-            freq = rng.uniform(1, 10, (k, 1))
+            freq = rng.uniform(*self.task_frequency, (k, 1))
             phase = rng.uniform(0, 2 * np.pi, (k, 1))
             u[i * k:(i + 1) * k, :, 0 if self.shared_channel else i] = self.amplitude * _waveform(fam, t, freq, phase)
         return u, np.repeat(np.arange(n_tasks), k), list(self.tasks), None

@@ -56,3 +56,16 @@ def test_trialset_validation_names_the_array():
     ts = TrialSet(torch.zeros(3, 4, 2), torch.zeros(2, dtype=torch.long), ["a"], 0.01)
     with pytest.raises(ValueError, match="'condition'"):
         ts.validate("file.npz")
+
+
+def test_multitask_inputs_have_the_configured_frequency_and_one_channel_per_task():
+    teacher = SyntheticTeacher(family="multitask", n_units=8, trials_per_condition=3, task_frequency=(2.0, 2.0),
+                               warmup_s=0.0, duration_s=1.0, seed=0)
+    u, labels, names, _ = teacher._inputs(np.random.default_rng(0))
+    sine = u[labels == names.index("sine")][:, :, names.index("sine")]  # (3, T = 100 bins of 10 ms)
+    # a 2 Hz sine: u(t + 0.5 s) == u(t), and the other channels of a sine trial are silent
+    np.testing.assert_allclose(sine[:, :50], sine[:, 50:], atol=1e-9)
+    assert np.abs(sine).max() > 0.9 * teacher.amplitude
+    assert np.all(u[labels == names.index("sine")][:, :, 1:] == 0)
+    with pytest.raises(ValueError, match="data.source.task_frequency"):
+        SyntheticTeacher(family="multitask", task_frequency=(5.0, 2.0))

@@ -2,15 +2,20 @@
 task-trained teacher's are?
 
 Per condition, the student's map is built from the condition's mean embedding (training trials; for
-held-out conditions, the mean inferred embedding) and searched with the batched finder. Its fixed
-points are matched to the teacher's (``meta["teacher_fixed_points"]``) in rate space (tanh x) with
-the Hungarian algorithm; sets of different sizes match min(n_student, n_teacher) pairs, so ring
-attractors of slow points are compared as sets. Distances are divided by the spread of the teacher's
-recorded rates (RMS distance to their mean); stability agreement counts the matched pairs closer than
-``match_radius`` spreads (genuine correspondences), since sets searched from different initial
-states need not contain the same saddles. Conditions sharing one teacher input (e.g. all
-flip-flop patterns) are also pooled: the fraction of the teacher's stable points that some student
-stable point of the group lies within ``match_radius`` spreads of, after Hungarian matching.
+held-out conditions, the mean inferred embedding) and searched with the batched finder from the
+condition's recorded frames, as the teacher's ground truth was (``meta["teacher_fixed_points"]``,
+searched from the same states under the condition's input). The sets are matched in rate space
+(tanh x) with the Hungarian algorithm; sets of different sizes match min(n_student, n_teacher) pairs,
+so a ring or line of slow points is compared as a set (each student point with its nearest teacher
+point). Distances are divided by the spread of the teacher's recorded rates (RMS distance to their
+mean); stability agreement counts the matched pairs closer than ``match_radius`` spreads (genuine
+correspondences). Points are counted as connected sets (linked when closer than ``link_radius``
+spreads), so a slow line sampled by many finder runs counts once. Per condition: the numbers of
+(stable) sets, whether the stable counts agree, the fraction of the teacher's stable sets that a
+student stable point lies within ``match_radius`` of, and how close the condition's recordings come
+to the teacher's stable points (a student can only place its points where the data show the flow
+stopping). Means over all conditions and over each group of ``condition_groups`` (e.g. the MemoryPro
+epochs).
 Unit-per-neuron mode only (neuron identity is preserved, no alignment is needed).
 """
 from __future__ import annotations
@@ -25,9 +30,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
+from scipy.sparse import csr_matrix  # noqa: E402
+from scipy.sparse.csgraph import connected_components  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
 from jedi.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states  # noqa: E402
+from jedi.analysis.plotting import analysis_array_path  # noqa: E402
 from jedi.analysis.student import heldout_contexts, student_contexts  # noqa: E402
 from jedi.data.task_recordings import teacher_fixed_points  # noqa: E402
 
@@ -65,12 +73,52 @@ def compare_sets(student: np.ndarray, student_stable: np.ndarray, teacher: np.nd
             "stable_matched_distance": float(dist_stable.mean() / spread) if len(dist_stable) else nan}
 
 
-def recovered_fraction(student: np.ndarray, teacher: np.ndarray, radius: float) -> float:
-    """Fraction of teacher points matched (Hungarian) to a student point closer than ``radius``."""
+def components(points: np.ndarray, radius: float) -> np.ndarray:
+    """Labels (n,) of the connected sets of points (n, N) when points closer than ``radius`` are
+    linked (single linkage): a line or ring of slow points sampled by many finder runs is one set."""
+    if len(points) == 0:
+        return np.zeros(0, int)
+    linked = np.linalg.norm(points[:, None] - points[None], axis=-1) < radius
+    return connected_components(csr_matrix(linked), directed=False)[1]
+
+
+def recovered_fraction(student: np.ndarray, teacher: np.ndarray, radius: float, link_radius: float) -> float:
+    """Fraction of the teacher's connected sets of points (``components`` at ``link_radius``) that
+    some student point lies within ``radius`` of (NaN without teacher points)."""
     if len(teacher) == 0:
         return float("nan")
-    _, _, dist = hungarian_match(student, teacher)
-    return float((dist < radius).sum() / len(teacher))
+    labels = components(teacher, link_radius)
+    if len(student) == 0:
+        return 0.0
+    near = np.linalg.norm(teacher[:, None] - student[None], axis=-1).min(1) < radius  # (n_teacher,)
+    return float(np.mean([near[labels == k].any() for k in np.unique(labels)]))
+
+
+def condition_metrics(student: np.ndarray, student_stable: np.ndarray, teacher: np.ndarray,
+                      teacher_stable: np.ndarray, spread: float, radius: float, link_radius: float) -> dict:
+    """``compare_sets`` plus the numbers of connected sets (``components`` at ``link_radius``) of all
+    and of the stable points, whether the stable counts agree (1/0), the fraction of the teacher's
+    stable sets recovered by a student stable point (within ``radius``), and whether both hold for
+    every set (stable_structure_match, 1/0: same count, each teacher attractor has a student one)."""
+    def count(pts: np.ndarray) -> float:
+        return float(len(np.unique(components(pts, link_radius))))
+
+    out = compare_sets(student, student_stable, teacher, teacher_stable, spread, radius)
+    n_s, n_t = count(student[student_stable]), count(teacher[teacher_stable])
+    recovered = recovered_fraction(student[student_stable], teacher[teacher_stable], radius, link_radius)
+    out.update({"n_student": count(student), "n_teacher": count(teacher), "n_student_stable": n_s,
+                "n_teacher_stable": n_t, "stable_count_match": float(n_s == n_t),
+                "stable_recovered_fraction": recovered,
+                "stable_structure_match": float(n_s == n_t and (n_t == 0 or recovered == 1.0))})
+    return out
+
+
+def data_distance(points: np.ndarray, frames: np.ndarray, spread: float) -> float:
+    """Mean over points (n, N) of the distance to the nearest recorded frame (M, N), in spreads: how
+    close the recordings come to them (NaN without points)."""
+    if len(points) == 0:
+        return float("nan")
+    return float(np.mean([np.linalg.norm(frames - p, axis=1).min() for p in points]) / spread)
 
 
 def _finite_mean(values: list[float]) -> float:
@@ -80,10 +128,15 @@ def _finite_mean(values: list[float]) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
+def _valid_frames(data: torch.Tensor) -> torch.Tensor:
+    """The frames of data (n, T, N) without NaN, as (M, N)."""
+    frames = data.reshape(-1, data.shape[-1])
+    return frames[~torch.isnan(frames).any(1)]
+
+
 def rate_spread(data: torch.Tensor) -> float:
     """RMS distance of the valid frames of data (n, T, N) to their mean frame."""
-    frames = data.reshape(-1, data.shape[-1])
-    frames = frames[~torch.isnan(frames).any(1)].double()
+    frames = _valid_frames(data).double()
     return float((frames - frames.mean(0)).square().sum(1).mean().sqrt())
 
 
@@ -102,8 +155,7 @@ def student_condition_fixed_points(module, datamodule, n_inits: int, init_noise:
             continue
         starts = []
         for k in ctx.condition_ids.tolist():
-            frames = full.data[full.conditions == k].reshape(-1, full.data.shape[-1])  # (trials*T, N)
-            frames = frames[~torch.isnan(frames).any(1)].double()
+            frames = _valid_frames(full.data[full.conditions == k]).double()  # (trials*T, N)
             states = torch.atanh(frames.clamp(-0.999, 0.999))
             starts.append(sample_initial_states(states[None], n_inits, init_noise, gen)[0])
         found = find_fixed_points(ctx.map.to(device=torch.device("cpu")), torch.stack(starts), options)
@@ -111,23 +163,21 @@ def student_condition_fixed_points(module, datamodule, n_inits: int, init_noise:
     return out
 
 
-def plot_recovery(teacher_sets: dict, student_sets: dict, data: torch.Tensor, path: Path) -> None:
-    """Teacher (circles) and student (crosses) fixed points per input group in the 2-D PCA of the
-    teacher's recorded rates; filled = stable."""
-    frames = data.reshape(-1, data.shape[-1])
-    frames = frames[~torch.isnan(frames).any(1)].numpy()
-    pca = PCA(n_components=2).fit(frames)
-    groups = sorted(teacher_sets)
-    ncols = min(5, len(groups))
-    nrows = -(-len(groups) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.5 * ncols, 3.5 * nrows), squeeze=False)
-    for ax in axes.flat[len(groups):]:
+def plot_recovery(teacher_sets: dict, student_sets: dict, frames: dict, data: torch.Tensor, path: Path) -> None:
+    """Teacher (circles) and student (crosses) fixed points per condition in the 2-D PCA of all
+    recorded rates, over the condition's own frames; filled = stable. Sets map name -> (points, stable)."""
+    pca = PCA(n_components=2).fit(_valid_frames(data).numpy())
+    names = list(teacher_sets)
+    ncols = min(5, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(names):]:
         ax.axis("off")
     styles = {"teacher": ("o", "tab:blue"), "student": ("x", "tab:red")}
-    for ax, g in zip(axes.flat, groups):
-        bg = pca.transform(frames[:: max(1, len(frames) // 2000)])
-        ax.scatter(bg[:, 0], bg[:, 1], s=1, color="0.85", label="recorded rates")
-        for who, (pts, stable) in (("teacher", teacher_sets[g]), ("student", student_sets[g])):
+    for ax, name in zip(axes.flat, names):
+        bg = pca.transform(frames[name][:: max(1, len(frames[name]) // 1000)])
+        ax.scatter(bg[:, 0], bg[:, 1], s=1, color="0.8", label="recorded rates")
+        for who, (pts, stable) in (("teacher", teacher_sets[name]), ("student", student_sets[name])):
             if not len(pts):
                 continue
             marker, color = styles[who]
@@ -135,50 +185,63 @@ def plot_recovery(teacher_sets: dict, student_sets: dict, data: torch.Tensor, pa
             ax.scatter(p[stable, 0], p[stable, 1], marker=marker, color=color, s=30, label=f"{who} stable")
             unstable = {"facecolors": "none", "edgecolors": color} if marker == "o" else {"color": "tab:orange"}
             ax.scatter(p[~stable, 0], p[~stable, 1], marker=marker, s=30, label=f"{who} unstable", **unstable)
-        ax.set_title(f"input group {g}", fontsize=9)
-        ax.set_xlabel("PC1 of recorded rates")
-        ax.set_ylabel("PC2")
-    axes.flat[0].legend(fontsize=6)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
+    axes.flat[0].legend(fontsize=5)
+    fig.supxlabel("PC1 of recorded rates")
+    fig.supylabel("PC2")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int = 128, init_noise: float = 0.1,
-                                 match_radius: float = 0.1, seed: int = 0, max_iters: int = 3000,
-                                 max_q: Optional[float] = 1e-4, teacher_max_q: Optional[float] = 1e-4,
-                                 finder: Optional[dict] = None) -> dict:
+                                 match_radius: float = 0.1, link_radius: float = 0.0, seed: int = 0,
+                                 max_iters: int = 3000, max_q: Optional[float] = 1e-4,
+                                 teacher_max_q: Optional[float] = 1e-4, finder: Optional[dict] = None,
+                                 condition_groups: Optional[dict] = None) -> dict:
     """Match the student's fixed points per condition to the teacher's.
 
-    ``max_q`` / ``teacher_max_q`` keep only (slow) points with q below them. Returns
-    recovery/n_student_fp, recovery/n_teacher_fp (means over conditions),
-    recovery/matched_distance (mean over conditions of mean matched distance / spread),
-    recovery/stable_matched_distance (stable points only), recovery/close_fraction (matched pairs
-    within ``match_radius`` spreads), recovery/stability_agreement (among those close pairs),
-    recovery/stable_recovered_fraction (pooled per input group, averaged), recovery/spread; saves
-    fixed_point_recovery.png.
+    ``max_q`` / ``teacher_max_q`` keep only (slow) points with q below them; ``match_radius`` and
+    ``link_radius`` (counting connected sets) are in spreads; ``condition_groups`` maps a group name
+    to the prefix of its condition names. Returns, as means over conditions (``recovery/<key>``) and
+    over each group's conditions (``recovery/<group>/<key>``): n_student_fp, n_teacher_fp,
+    n_student_stable, n_teacher_stable (numbers of connected sets), stable_count_match,
+    stable_structure_match, matched_distance,
+    stable_matched_distance, close_fraction, stability_agreement, stable_recovered_fraction,
+    teacher_stable_data_distance (how close the condition's recordings come to the teacher's stable
+    points, in spreads); plus recovery/spread. Saves fixed_point_recovery.png and the per-condition
+    values in analysis/fixed_point_recovery.npz (``conditions`` and one array per key).
     """
     full = datamodule.full_set
     names = full.condition_names
     spread = rate_spread(full.data)
     opts = FinderOptions(max_iters=max_iters, max_q=max_q, **(finder or {}))
     found = student_condition_fixed_points(module, datamodule, n_inits, init_noise, opts, seed)
-    per, teacher_sets, student_sets = [], {}, {}
-    for c, ctx in found:
-        t = teacher_fixed_points(full.meta, names[c])
+    per, teacher_sets, student_sets, frames = {}, {}, {}, {}
+    for c, ctx in sorted(found, key=lambda item: item[0]):
+        name = names[c]
+        t = teacher_fixed_points(full.meta, name)
         keep = t["q"] <= teacher_max_q if teacher_max_q is not None else np.ones(len(t["q"]), bool)
-        s_rates = np.tanh(ctx.xstar.numpy())
-        s_stable = ctx.stable.numpy().astype(bool)
-        per.append(compare_sets(s_rates, s_stable, t["rates"][keep], t["stable"][keep], spread, match_radius * spread))
-        teacher_sets[t["group"]] = (t["rates"][keep], t["stable"][keep])
-        prev = student_sets.get(t["group"], (np.zeros((0, s_rates.shape[1])), np.zeros(0, bool)))
-        student_sets[t["group"]] = (np.concatenate([prev[0], s_rates]), np.concatenate([prev[1], s_stable]))
-    fractions = [recovered_fraction(student_sets[g][0][student_sets[g][1]], pts[stable], match_radius * spread)
-                 for g, (pts, stable) in teacher_sets.items()]
+        teacher_sets[name] = (t["rates"][keep], t["stable"][keep])
+        student_sets[name] = (np.tanh(ctx.xstar.numpy()), ctx.stable.numpy().astype(bool))
+        per[name] = condition_metrics(*student_sets[name], *teacher_sets[name], spread, match_radius * spread,
+                                      link_radius * spread)
+        frames[name] = _valid_frames(full.data[full.conditions == c]).numpy()
+        per[name]["teacher_stable_data_distance"] = data_distance(teacher_sets[name][0][teacher_sets[name][1]],
+                                                                  frames[name], spread)
     names_out = {"n_student": "n_student_fp", "n_teacher": "n_teacher_fp"}
-    out = {f"recovery/{names_out.get(k, k)}": _finite_mean([p[k] for p in per]) for k in per[0]}
-    out["recovery/stable_recovered_fraction"] = _finite_mean(fractions)
+    keys = next(iter(per.values())).keys()
+    groups = {"": list(per)}
+    for group, prefix in (condition_groups or {}).items():
+        groups[f"{group}/"] = [n for n in per if n.startswith(prefix)]
+    out = {}
+    for group, members in groups.items():
+        for k in keys:
+            out[f"recovery/{group}{names_out.get(k, k)}"] = _finite_mean([per[n][k] for n in members])
     out["recovery/spread"] = spread
-    plot_recovery(teacher_sets, student_sets, full.data, Path(out_dir) / "fixed_point_recovery.png")
+    np.savez(analysis_array_path(out_dir, "fixed_point_recovery"), conditions=np.asarray(list(per)),
+             **{k: np.asarray([per[n][k] for n in per]) for k in keys})
+    plot_recovery(teacher_sets, student_sets, frames, full.data, Path(out_dir) / "fixed_point_recovery.png")
     return out

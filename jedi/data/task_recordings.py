@@ -5,10 +5,11 @@ The teacher runs (without process noise by default) on freshly generated, seeded
 its hidden rates tanh(x) are recorded and cut into constant-input segments (a MemoryPro epoch, a
 flip-flop stretch between pulses), since the autonomous JEDI student cannot see inputs. Each segment
 starts ``drop_steps`` after the input change, is cropped to ``segment_len`` steps (or padded with
-NaN) and labelled by its condition. The teacher's fixed points under each condition's constant input
-are found with :func:`jedi.analysis.fixed_points.find_fixed_points` and stored in ``TrialSet.meta``:
-``meta["teacher_fixed_points"]`` maps each condition to its input group (JSON), and the arrays
-``meta["teacher_fp_*"]`` hold the points of all groups (read back per condition with
+NaN) and labelled by its condition. The teacher's fixed points are found per condition with
+:func:`jedi.analysis.fixed_points.find_fixed_points`, under the condition's constant input and from
+the teacher states its segments visit, and stored in ``TrialSet.meta``:
+``meta["teacher_fixed_points"]`` maps each condition to its index and input (JSON), and the arrays
+``meta["teacher_fp_*"]`` hold the points of all conditions (read back per condition with
 :func:`teacher_fixed_points`).
 """
 from __future__ import annotations
@@ -79,42 +80,41 @@ def teacher_map(teacher, inputs: torch.Tensor) -> TanhRNNMap:
         return TanhRNNMap(teacher.alpha, J=J.expand(inputs.shape[0], -1, -1), bias=drive)
 
 
-def find_teacher_fixed_points(teacher, group_inputs: np.ndarray, group_states: list[np.ndarray],
-                              n_inits: int, init_noise: float, options: FinderOptions, seed: int,
-                              n_eigenvalues: int) -> dict:
-    """Fixed points of the teacher under each constant input, stacked over groups.
+def find_teacher_fixed_points(teacher, inputs: np.ndarray, states: list[np.ndarray], n_inits: int, init_noise: float,
+                              options: FinderOptions, seed: int, n_eigenvalues: int) -> dict:
+    """Fixed points of the teacher per condition, stacked over conditions.
 
-    group_inputs (G, n_in); group_states: per group, teacher states x (M_g, N) to start from.
-    Returns arrays over all P points: teacher_fp_x (P, N), teacher_fp_q (P,), teacher_fp_stable (P,),
-    teacher_fp_eigenvalues (P, n_eigenvalues) complex (largest |lambda| first), teacher_fp_group (P,).
+    inputs (C, n_in) the conditions' constant inputs; states: per condition, teacher states x (M_c, N)
+    to start from. Returns arrays over all P points: teacher_fp_x (P, N), teacher_fp_q (P,),
+    teacher_fp_stable (P,), teacher_fp_eigenvalues (P, n_eigenvalues) complex (largest |lambda|
+    first), teacher_fp_condition (P,).
     """
     gen = torch.Generator().manual_seed(seed)
     starts = torch.stack([
-        sample_initial_states(torch.from_numpy(s).double()[None], n_inits, init_noise, gen)[0] for s in group_states])
-    F = teacher_map(teacher, torch.from_numpy(group_inputs))
+        sample_initial_states(torch.from_numpy(s).double()[None], n_inits, init_noise, gen)[0] for s in states])
+    F = teacher_map(teacher, torch.from_numpy(inputs))
     contexts = find_fixed_points(F, starts, options).contexts
     return {"teacher_fp_x": np.concatenate([c.xstar.numpy() for c in contexts]),
             "teacher_fp_q": np.concatenate([c.q.numpy() for c in contexts]),
             "teacher_fp_stable": np.concatenate([c.stable.numpy() for c in contexts]),
             "teacher_fp_eigenvalues": np.concatenate([c.eigenvalues[:, :n_eigenvalues].numpy() for c in contexts]),
-            "teacher_fp_group": np.concatenate([np.full(c.n, g) for g, c in enumerate(contexts)])}
+            "teacher_fp_condition": np.concatenate([np.full(c.n, k) for k, c in enumerate(contexts)])}
 
 
 def teacher_fixed_points(meta: dict, condition: str) -> dict:
-    """The teacher's fixed points under one condition's input, read from ``TrialSet.meta``:
-    dict with x (n, N) states, rates = tanh(x), q (n,), stable (n,) bool, eigenvalues (n, k) complex,
-    input (n_in,), group (index of the distinct input)."""
+    """The teacher's fixed points of one condition, read from ``TrialSet.meta``: dict with x (n, N)
+    states, rates = tanh(x), q (n,), stable (n,) bool, eigenvalues (n, k) complex, input (n_in,)."""
     info = meta.get("teacher_fixed_points")
     if info is None:
         raise KeyError("TrialSet.meta has no 'teacher_fixed_points' (not a task-teacher recording)")
     if condition not in info["conditions"]:
         raise KeyError(f"meta['teacher_fixed_points'] has no condition {condition!r}; has {sorted(info['conditions'])}")
-    g = info["conditions"][condition]
-    sel = np.asarray(meta["teacher_fp_group"]) == g
+    k = info["conditions"][condition]
+    sel = np.asarray(meta["teacher_fp_condition"]) == k
     x = np.asarray(meta["teacher_fp_x"], np.float64)[sel]
     return {"x": x, "rates": np.tanh(x), "q": np.asarray(meta["teacher_fp_q"], np.float64)[sel],
             "stable": np.asarray(meta["teacher_fp_stable"], bool)[sel],
-            "eigenvalues": np.asarray(meta["teacher_fp_eigenvalues"])[sel], "input": np.asarray(info["inputs"][g]), "group": g}
+            "eigenvalues": np.asarray(meta["teacher_fp_eigenvalues"])[sel], "input": np.asarray(info["inputs"][k])}
 
 
 class TaskTeacherRecordings:
@@ -151,7 +151,7 @@ class TaskTeacherRecordings:
         """Everything the recordings depend on, including a hash of the teacher's weights."""
         task = {k: v for k, v in vars(self.task).items() if not k.startswith("_")}
         mine = {k: v for k, v in vars(self).items() if k not in ("teacher", "task", "finder")}
-        return {"task": type(self.task).__name__, "task_args": task, "recording": mine,
+        return {"task": type(self.task).__name__, "task_args": task, "recording": mine, "ground_truth": "per_condition",
                 "finder": vars(self.finder), "teacher": module_hash(self.teacher)}
 
     def record(self) -> tuple[list[TaskTrial], np.ndarray]:
@@ -178,35 +178,27 @@ class TaskTeacherRecordings:
         seg = cut_segments(trials, rates, self.segment_len, self.drop_steps, self.min_steps)
         names = sorted(set(seg["labels"]))
         conditions = np.asarray([names.index(lab) for lab in seg["labels"]])
-        # one group per distinct constant input; every condition has exactly one input
-        group_inputs, cond_group = [], {}
+        # ground truth per condition: the teacher's fixed points under the condition's input, searched
+        # from the states the condition's segments visit (the student's search starts there too), so a
+        # condition is compared with the attractor its own trajectories approach, not with every
+        # attractor that shares its input (all flip-flop patterns, all MemoryPro memory directions)
+        cond_inputs, cond_states = [], []
         for c, name in enumerate(names):
-            us = np.unique(seg["inputs"][conditions == c], axis=0)
+            sel = np.flatnonzero(conditions == c)
+            us = np.unique(seg["inputs"][sel], axis=0)
             if len(us) != 1:
                 raise ValueError(f"condition {name!r} has {len(us)} different constant inputs; labels must fix the input")
-            match = [g for g, u in enumerate(group_inputs) if np.array_equal(u, us[0])]
-            if not match:
-                group_inputs.append(us[0])
-            cond_group[name] = match[0] if match else len(group_inputs) - 1
-        group_inputs = np.stack(group_inputs)
-        group_states = self._states_per_input(trials, states, group_inputs)
-        arrays = find_teacher_fixed_points(self.teacher, group_inputs, group_states, self.n_inits,
+            cond_inputs.append(us[0])
+            cond_states.append(np.concatenate([states[seg["trial"][i], seg["start"][i]:seg["start"][i] + seg["length"][i]]
+                                               for i in sel]))
+        arrays = find_teacher_fixed_points(self.teacher, np.stack(cond_inputs), cond_states, self.n_inits,
                                            self.init_noise, self.finder, self.seed, self.n_eigenvalues)
-        meta = {"teacher_fixed_points": {"conditions": cond_group, "inputs": group_inputs.tolist(),
-                                         "alpha": float(self.teacher.alpha)},
+        meta = {"teacher_fixed_points": {"conditions": {name: c for c, name in enumerate(names)},
+                                         "inputs": np.stack(cond_inputs).tolist(), "alpha": float(self.teacher.alpha)},
                 "task": type(self.task).__name__, **arrays}
         extras = {k: torch.from_numpy(np.asarray(seg[k])) for k in ("inputs", "trial", "start", "length")}
         return TrialSet(data=torch.from_numpy(seg["data"]), conditions=torch.from_numpy(conditions).long(),
                         condition_names=names, dt=float(self.task.dt), extras=extras, meta=meta)
-
-    @staticmethod
-    def _states_per_input(trials: list[TaskTrial], states: np.ndarray, group_inputs: np.ndarray) -> list[np.ndarray]:
-        """Teacher states x recorded while each distinct input was on (all such steps of all trials)."""
-        out = []
-        for u in group_inputs:
-            rows = [states[i, : tr.n_steps][np.all(tr.clean_inputs == u, axis=1)] for i, tr in enumerate(trials)]
-            out.append(np.concatenate(rows))
-        return out
 
 
 class TaskRecordingsDataModule(TrialDataModule):

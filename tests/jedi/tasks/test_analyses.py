@@ -7,7 +7,8 @@ import torch
 
 from jedi.analysis.generalisation import per_condition_r2
 from jedi.analysis.probes import analyze_embedding_probes, classification_probe, value_regression
-from jedi.analysis.recovery import compare_sets, hungarian_match, rate_spread, recovered_fraction
+from jedi.analysis.recovery import (compare_sets, components, condition_metrics, data_distance, hungarian_match, rate_spread,
+                                    recovered_fraction)
 from jedi.data.trials import TrialDataModule, TrialSet
 from jedi.lit_module import JediModule
 from jedi.models.hypernet import LowRankHypernet
@@ -70,13 +71,58 @@ def test_hungarian_finds_the_permutation_of_a_perturbed_set():
 
 def test_ring_compared_as_a_set_and_recovered_fraction():
     angles = np.linspace(0, 2 * np.pi, 40, endpoint=False)
-    ring = np.stack([np.cos(angles), np.sin(angles)], 1)
+    ring = np.stack([np.cos(angles), np.sin(angles)], 1)  # neighbours 2 sin(pi/40) = 0.157 apart
     student = ring[::10] * 1.01  # 4 points on a slightly larger ring
     rows, cols, dist = hungarian_match(student, ring)
     assert len(rows) == 4 and np.allclose(dist, 0.01) and set(cols) == {0, 10, 20, 30}
-    assert recovered_fraction(student, ring[::10], radius=0.05) == 1.0
-    assert recovered_fraction(student, ring, radius=0.05) == pytest.approx(0.1)
+    # linked at 0.1 the ring is 40 isolated points, of which 4 are recovered; linked at 0.2 it is one set
+    assert recovered_fraction(student, ring, radius=0.05, link_radius=0.1) == pytest.approx(0.1)
+    assert recovered_fraction(student, ring, radius=0.05, link_radius=0.2) == 1.0
+    assert recovered_fraction(student + 10.0, ring[::10], radius=0.05, link_radius=0.1) == 0.0
+    assert np.isnan(recovered_fraction(student, ring[:0], radius=0.05, link_radius=0.1))
     assert np.isnan(compare_sets(np.zeros((0, 2)), np.zeros(0, bool), ring, np.ones(40, bool), 1.0, 0.1)["matched_distance"])
+
+
+def test_components_link_chains_of_close_points():
+    # a slow line sampled at 0.04 steps, and one isolated point
+    pts = np.array([[0.0, 0.0], [0.04, 0.0], [0.08, 0.0], [1.0, 0.0]])
+    labels = components(pts, radius=0.05)
+    assert labels[0] == labels[1] == labels[2] != labels[3]
+    assert len(np.unique(components(pts, radius=0.03))) == 4
+    assert len(components(np.zeros((0, 2)), 0.05)) == 0
+
+
+def test_condition_metrics_counts_stable_sets():
+    line = np.array([[0.0, 0.0], [0.04, 0.0], [0.08, 0.0]])  # one slow line of stable points
+    teacher = np.concatenate([line, [[1.0, 0.0], [0.0, 1.0]]])  # plus an isolated attractor and a saddle
+    t_stable = np.array([True, True, True, True, False])
+    student = np.array([[0.05, 0.01], [0.0, 1.02]])  # on the line, and the saddle
+    s_stable = np.array([True, False])
+    out = condition_metrics(student, s_stable, teacher, t_stable, spread=2.0, radius=0.1, link_radius=0.05)
+    assert out["n_teacher_stable"] == 2.0 and out["n_student_stable"] == 1.0 and out["stable_count_match"] == 0.0
+    assert out["n_teacher"] == 3.0 and out["n_student"] == 2.0
+    assert out["stable_recovered_fraction"] == 0.5  # the line is, the isolated attractor is not
+    assert out["stable_structure_match"] == 0.0
+    # Hungarian: the student's stable point with the nearest line point (0.04, 0), the saddle with the saddle
+    assert out["stable_matched_distance"] == pytest.approx(np.hypot(0.01, 0.01) / 2.0)
+    assert out["stability_agreement"] == 1.0
+    same = condition_metrics(line[:1], t_stable[:1], line, t_stable[:3], spread=1.0, radius=0.1, link_radius=0.05)
+    assert same["stable_count_match"] == 1.0 and same["stable_recovered_fraction"] == 1.0
+    assert same["stable_structure_match"] == 1.0
+    # one student attractor per teacher attractor, but one pair is too far apart: counts agree, structure does not
+    off = condition_metrics(np.array([[0.0, 0.0], [1.3, 0.0]]), np.array([True, True]), teacher[[0, 3]],
+                            np.array([True, True]), spread=1.0, radius=0.1, link_radius=0.05)
+    assert off["stable_count_match"] == 1.0 and off["stable_recovered_fraction"] == 0.5
+    assert off["stable_structure_match"] == 0.0
+    none = condition_metrics(teacher[4:], np.array([False]), teacher[4:], np.array([False]), 1.0, 0.1, 0.05)
+    assert none["stable_structure_match"] == 1.0 and np.isnan(none["stable_recovered_fraction"])
+
+
+def test_data_distance_is_the_nearest_frame_distance_in_spreads():
+    frames = np.array([[0.0, 0.0], [3.0, 4.0]])
+    points = np.array([[0.0, 1.0], [6.0, 8.0]])  # 1 from the first frame, 5 from the second
+    assert data_distance(points, frames, spread=2.0) == pytest.approx((1.0 + 5.0) / 2 / 2.0)
+    assert np.isnan(data_distance(np.zeros((0, 2)), frames, 1.0))
 
 
 def test_rate_spread_is_rms_distance_to_the_mean():
@@ -160,11 +206,21 @@ def test_recovery_of_a_student_equal_to_the_teacher(tmp_path):
         head.weight.zero_()
         eye = (2.0 * N) ** 0.5 * torch.eye(N)
         head.bias.copy_(torch.stack([eye, eye]).reshape(-1))
-    out = analyze_fixed_point_recovery(module, dm, tmp_path, n_inits=64, init_noise=0.5, max_q=1e-10, teacher_max_q=1e-10)
+    out = analyze_fixed_point_recovery(module, dm, tmp_path, n_inits=64, init_noise=0.5, max_q=1e-10, teacher_max_q=1e-10,
+                                       link_radius=0.05, condition_groups={"first_up": "+"})
+    # per condition: the one attractor its segments sit at, found by both at the same place
+    assert out["recovery/stable_count_match"] == 1.0 and out["recovery/n_teacher_stable"] == 1.0
+    assert out["recovery/stable_structure_match"] == 1.0
     assert out["recovery/stable_recovered_fraction"] == 1.0
     assert out["recovery/stable_matched_distance"] < 1e-4
     assert out["recovery/stability_agreement"] == 1.0  # every close pair is the same fixed point
+    assert out["recovery/teacher_stable_data_distance"] < 0.05  # the segments reach their attractor
+    assert out["recovery/first_up/stable_count_match"] == 1.0
+    assert np.isfinite(out["recovery/first_up/matched_distance"])
     assert (tmp_path / "fixed_point_recovery.png").exists()
+    table = np.load(tmp_path.parent / "analysis" / "fixed_point_recovery.npz")
+    assert list(table["conditions"]) == sorted(dm.full_set.condition_names)
+    np.testing.assert_array_equal(table["stable_count_match"], 1.0)
 
 
 def test_generalisation_reports_seen_and_heldout_side_by_side(tmp_path):

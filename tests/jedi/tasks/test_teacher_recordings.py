@@ -7,7 +7,7 @@ import torch
 
 from jedi.data.task_recordings import (TaskRecordingsDataModule, TaskTeacherRecordings, cut_segments, module_hash,
                                        teacher_fixed_points)
-from jedi.data.tasks import FlipFlop, Segment, TaskDataModule, TaskTrial
+from jedi.data.tasks import FlipFlop, Segment, TaskDataModule, TaskTrial, pattern_label
 from jedi.models.task_teacher import TaskTeacherModule
 
 
@@ -109,18 +109,21 @@ def test_recordings_of_a_known_flipflop_teacher():
     i, a = int(ts.extras["trial"][0]), int(ts.extras["start"][0])
     n = int(ts.extras["length"][0])
     np.testing.assert_allclose(ts.data[0, :n].numpy(), np.tanh(states[i, a:a + n]), atol=1e-6)
-    # ground truth: the 8 stable corners (+-x*, +-x*, +-x*), every condition shares the zero input
-    fp = teacher_fixed_points(ts.meta, ts.condition_names[0])
-    stable = fp["x"][fp["stable"]]
+    # ground truth per condition, searched from the condition's own states: the one stable corner
+    # (+-x*, +-x*, +-x*) of its held pattern; every condition has the zero input
     xs = _xstar(2.0)
-    corners = {tuple(s) for s in np.sign(stable).astype(int)}
-    assert len(stable) == 8 and len(corners) == 8
-    np.testing.assert_allclose(np.abs(stable), xs, atol=1e-4)
-    # Jacobian at a corner is diagonal: 0.8 + 0.2 * gain * (1 - tanh^2 x*), three times
-    np.testing.assert_allclose(np.abs(fp["eigenvalues"][fp["stable"]][0, :3]), 0.8 + 0.4 * (1 - math.tanh(xs) ** 2), atol=1e-5)
-    # unstable points have a zero coordinate (the origin of a unit is unstable: 0.8 + 0.4 > 1)
-    assert np.all(np.min(np.abs(fp["x"][~fp["stable"]]), axis=1) < 1e-4)
-    assert all(teacher_fixed_points(ts.meta, c)["group"] == 0 for c in ts.condition_names)
+    for name in ts.condition_names:
+        fp = teacher_fixed_points(ts.meta, name)
+        stable = fp["x"][fp["stable"]]
+        assert len(stable) == 1 and pattern_label(stable[0]) == name
+        np.testing.assert_allclose(np.abs(stable), xs, atol=1e-4)
+        np.testing.assert_array_equal(fp["input"], 0.0)
+        np.testing.assert_allclose(fp["rates"], np.tanh(fp["x"]))
+        # Jacobian at a corner is diagonal: 0.8 + 0.2 * gain * (1 - tanh^2 x*), three times
+        np.testing.assert_allclose(np.abs(fp["eigenvalues"][fp["stable"]][0, :3]), 0.8 + 0.4 * (1 - math.tanh(xs) ** 2),
+                                   atol=1e-5)
+        # unstable points have a zero coordinate (the origin of a unit is unstable: 0.8 + 0.4 > 1)
+        assert np.all(np.min(np.abs(fp["x"][~fp["stable"]]), axis=1) < 1e-4)
 
 
 def test_recordings_cache_key_tracks_the_teacher_and_datamodule_caches(tmp_path):

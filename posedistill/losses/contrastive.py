@@ -54,3 +54,21 @@ def pose_invariant_augment(
     gain = 1 + channel_gain * (2 * torch.rand((*lead, c, 1, 1), generator=generator) - 1).to(dev, dt)
     noise = noise_std * torch.randn(images.shape, generator=generator).to(dev, dt)
     return (images * factor * gain + noise).clamp(0.0, 1.0)
+
+
+def random_appearance(images: torch.Tensor, generator: torch.Generator, scales: tuple[int, ...] = (2, 4, 8, 16),
+                      threshold: float = 1.0 / 255) -> torch.Tensor:
+    """Person-on-black images (B, C, H, W) in [0, 1] → RGB (B, 3, H, W): the person (pixels above
+    ``threshold``) tinted by a random per-image colour gain, the black background replaced by a
+    random smooth colour texture (uniform noise on a random ``scales`` grid, bilinearly upsampled).
+    Pose-invariant: no pixel of the person moves."""
+    b, _, h, w = images.shape
+    dev, dt = images.device, images.dtype
+    rand = lambda *shape: torch.rand(shape, generator=generator).to(dev, dt)  # noqa: E731
+    person = images.expand(b, 3, h, w) if images.shape[1] == 1 else images
+    mask = (images.amax(1, keepdim=True) > threshold).to(dt)  # (B, 1, H, W)
+    person = person * (0.3 + 0.7 * rand(b, 3, 1, 1))
+    k = scales[int(torch.randint(len(scales), (1,), generator=generator))]
+    texture = torch.nn.functional.interpolate(rand(b, 3, k, k), size=(h, w), mode="bilinear", align_corners=False)
+    background = (rand(b, 3, 1, 1) + rand(b, 1, 1, 1) * (texture - 0.5)).clamp(0.0, 1.0)
+    return mask * person + (1 - mask) * background

@@ -3,7 +3,9 @@
 Loss ``mean |D_p(G^s(x^s)) − y^s|`` (spec §7, the code's mean L1, in mm). Augmentation: colour
 jitter with probability ``jitter_p`` and a horizontal flip with probability ``flip_p`` (image flip
 with the matching pose flip; our renderer guarantees image flip == pose flip, so the code's 180°
-yaw fix is not needed). The code's ±10° in-plane tilt is not used. Upstream: ``prior``
+yaw fix is not needed). The code's ±10° in-plane tilt is not used. ``appearance_p``: probability of
+:func:`~posedistill.losses.contrastive.random_appearance` (random tint and smooth random background
+behind a person rendered on black; synthetic source only, 0 for real images). Upstream: ``prior``
 (``decode``, ``latent_box``).
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from posedistill.losses.contrastive import pose_invariant_augment
+from posedistill.losses.contrastive import pose_invariant_augment, random_appearance
 from posedistill.models.image_encoder import ImageEncoder
 from posedistill.skeleton import flip_pose
 from posedistill.stages import UpstreamMixin, freeze, require_upstream
@@ -34,6 +36,7 @@ class SourceStage(UpstreamMixin, PoseEvalModule):
         weight_decay: float = 0.0,
         flip_p: float = 0.4,
         jitter_p: float = 0.3,
+        appearance_p: float = 0.0,
         skeleton: str = "paper17",
         seed: int = 0,
         **dims: Any,
@@ -52,11 +55,14 @@ class SourceStage(UpstreamMixin, PoseEvalModule):
         return self.prior.decode(self.encoder(images))
 
     def augment(self, images: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B, C, H, W), poses (B, J, 3) → the same, some flipped and colour-jittered."""
+        """images (B, C, H, W), poses (B, J, 3) → the same, some flipped, re-textured and colour-jittered."""
         b = images.shape[0]
         flip = (torch.rand(b, generator=self._gen) < self.hparams.flip_p).to(images.device)
         images = torch.where(flip[:, None, None, None], images.flip(-1), images)
         poses = torch.where(flip[:, None, None], flip_pose(poses, self.skeleton), poses)
+        if self.hparams.appearance_p > 0:
+            new = (torch.rand(b, generator=self._gen) < self.hparams.appearance_p).to(images.device)
+            images = torch.where(new[:, None, None, None], random_appearance(images, self._gen), images)
         jitter = (torch.rand(b, generator=self._gen) < self.hparams.jitter_p).to(images.device)
         images = torch.where(jitter[:, None, None, None], pose_invariant_augment(images, self._gen), images)
         return images, poses

@@ -139,9 +139,11 @@ def test_end_to_end_fdr_through_the_framework(compose_cfg):
     tiny = ["stages.prior.data.n_clips=8", "stages.motion.data.n_clips=8", "stages.relations.data.n_clips=8",
             "stages.prior.data.val_clips=4", "stages.motion.data.val_clips=4", "stages.relations.data.val_clips=4",
             "stages.source.data.n_frames=64", "stages.source.data.val_clips=1", "stages.source.data.test_clips=1",
-            "data.n_clips=8", "data.val_clips=1", "data.test_clips=1", "++trainer.enable_checkpointing=true"]
+            "data.n_clips=8", "data.val_clips=1", "data.test_clips=1", "++trainer.enable_checkpointing=true",
+            "analysis.domain_gap.n_clips=2", "analysis.domain_gap.frames_per_clip=2"]
     cfg = compose_cfg(["experiment=posedistill/synthetic_adapt_demo", "debug=fdr", *tiny])
     metrics = train(cfg)
-    for key in ("test/mpjpe", "test/pa_mpjpe", "test/n_mpjpe", "test/pck", "test/auc"):
+    for key in ("test/mpjpe", "test/pa_mpjpe", "test/n_mpjpe", "test/pck", "test/auc",
+                "analysis/domain_gap/source_poses_source_style_pa_mpjpe"):
         assert math.isfinite(metrics[key]), key
     assert 0.0 <= metrics["test/pck"] <= 100.0

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from posedistill.losses.adversarial import domain_loss, grad_reverse
-from posedistill.losses.contrastive import info_nce, pose_invariant_augment
+from posedistill.losses.contrastive import info_nce, pose_invariant_augment, random_appearance
 from posedistill.losses.relations import flip_backward_clip, relation_energy, slow_backward_pair
 
 
@@ -91,3 +91,20 @@ def test_gradient_reversal_and_domain_loss():
     (grad_reverse(x, 0.5) * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
     torch.testing.assert_close(x.grad, torch.tensor([-0.5, -1.0, -1.5]))
     assert float(domain_loss(torch.zeros(4), torch.zeros(5))) == pytest.approx(np.log(2))
+
+
+def test_random_appearance_keeps_the_person_and_replaces_only_the_black_background():
+    img = torch.zeros(2, 1, 16, 16)
+    img[:, :, 4:12, 6:10] = torch.linspace(0.2, 0.8, 4)  # a grey person on black, shaded across its width
+    out = random_appearance(img, torch.Generator().manual_seed(3))
+    assert out.shape == (2, 3, 16, 16)
+    person = out[:, :, 4:12, 6:10] / img[:, :, 4:12, 6:10]  # one colour gain per image and channel
+    torch.testing.assert_close(person, person[..., :1, :1].expand_as(person))
+    assert ((person >= 0.3 - 1e-6) & (person <= 1.0 + 1e-6)).all()
+    other = torch.zeros_like(img)
+    other[:, :, 0:3, 0:3] = 0.5  # another person elsewhere: the same draw gives the same background
+    out2 = random_appearance(other, torch.Generator().manual_seed(3))
+    outside = torch.ones(16, 16, dtype=torch.bool)
+    outside[4:12, 6:10] = outside[0:3, 0:3] = False
+    torch.testing.assert_close(out[..., outside], out2[..., outside])
+    assert out[..., outside].std() > 0.01  # textured, not black

@@ -124,3 +124,20 @@ def test_ddp_on_two_cpu_processes_synchronises_metrics(compose_cfg):
                        "data.batch_size=8"])
     metrics = run_task(train, cfg)
     assert "val/r2" in metrics and torch.isfinite(torch.tensor(metrics["val/r2"]))
+
+
+@pytest.mark.parametrize("overrides, head", [(["model=jedi/jedi_lowrank"], "LowRankHypernet"),
+                                             (["model=jedi/jedi_fullrank"], "FullRankHypernet"),
+                                             (["model/hypernet=fullrank"], "FullRankHypernet")])
+def test_hypernetwork_heads_compose_and_the_experiment_reaches_them(compose_cfg, overrides, head):
+    cfg = compose_cfg(["experiment=jedi/multifreq_demo", *overrides])
+    assert cfg.model.hypernet._target_ == f"jedi.models.hypernet.{head}"
+    assert cfg.model.embedding_tie == "condition" and cfg.model.lr_schedule == "cosine"  # set by the experiment
+
+
+def test_full_rank_ablation_runs_one_step(compose_cfg):
+    cfg = shrink(compose_cfg(["experiment=jedi/multifreq_demo", "model=jedi/jedi_fullrank", "debug=fdr"]))
+    with open_dict(cfg):
+        cfg.analyze = False
+    metrics = run_task(train, cfg)
+    assert "test/r2" in metrics

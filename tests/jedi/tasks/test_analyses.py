@@ -245,3 +245,33 @@ def test_generalisation_reports_seen_and_heldout_side_by_side(tmp_path):
     assert out["generalisation/r2_seen_condition_mean"] == pytest.approx(np.mean([seen[c] for c in range(3)]))
     assert out["generalisation/gap_condition_mean"] == pytest.approx(np.mean([seen[c] for c in range(3)]) - expected[3])
     assert (tmp_path / "generalisation.png").exists()
+
+
+def test_probe_of_a_tied_table_pools_the_test_and_validation_trials(tmp_path):
+    """One training row per condition: the CV probe runs on embeddings inferred for every held-out
+    trial of a seen condition (test + validation), not on copies of the rows. Each trial is the
+    student's own output for its condition's row, so inference returns that row and the pooled
+    probe is exact."""
+    import pytorch_lightning as pl
+
+    from jedi.data.trials import TrialBatch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = JediModule(n_neurons=4, n_train_trials=42, n_conditions=3, n_steps=6, dt=0.01,
+                            hypernet=partial(LowRankHypernet, rank=2, hidden_dim=8), rnn=partial(RateRNN, tau=0.05),
+                            embedding_dim=3, embedding_tie="condition", infer={"steps": 0, "val_steps": 0}).eval()
+    rows = 3.0 * torch.eye(3)
+    with torch.no_grad():
+        module.embeddings.table.weight.copy_(rows)
+        template = _trialset(60, 3, seed=2)
+        data = module.predict(rows[template.conditions], TrialBatch(torch.arange(60), template.conditions, template.data, {}))
+    trials = TrialSet(data=data, conditions=template.conditions, condition_names=template.condition_names, dt=0.01)
+    dm = TrialDataModule(lambda: trials, batch_size=8, split=[0.7, 0.15, 0.15], seed=0)
+    dm.setup()
+    pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False).test(module, datamodule=dm)  # infers the test split's embeddings
+    assert torch.allclose(module.inferred["test"].embeddings, rows[dm.test_set.conditions])
+    out = analyze_embedding_probes(module, dm, tmp_path, n_splits=2)
+    assert out["probes/n_probed"] == len(dm.test_set) + len(dm.val_set)
+    assert out["probes/accuracy"] == 1.0

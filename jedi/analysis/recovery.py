@@ -34,9 +34,11 @@ from scipy.sparse import csr_matrix  # noqa: E402
 from scipy.sparse.csgraph import connected_components  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
-from jedi.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states  # noqa: E402
+from jedi.analysis.fixed_points import (ContextFixedPoints, FinderOptions, find_fixed_points,  # noqa: E402
+                                        sample_initial_states)
+from jedi.analysis.maps import TanhRNNMap  # noqa: E402
 from jedi.analysis.plotting import analysis_array_path  # noqa: E402
-from jedi.analysis.student import heldout_contexts, student_contexts  # noqa: E402
+from jedi.analysis.student import check_module, heldout_contexts, student_contexts  # noqa: E402
 from jedi.data.task_recordings import teacher_fixed_points  # noqa: E402
 
 
@@ -140,27 +142,65 @@ def rate_spread(data: torch.Tensor) -> float:
     return float((frames - frames.mean(0)).square().sum(1).mean().sqrt())
 
 
+def _search_starts(frames: torch.Tensor, n_inits: int, init_noise: float, gen: torch.Generator) -> torch.Tensor:
+    """(n_inits, N) initial states drawn from recorded rate frames (M, N) mapped to states, x = atanh(rates)."""
+    states = torch.atanh(frames.double().clamp(-0.999, 0.999))
+    return sample_initial_states(states[None], n_inits, init_noise, gen)[0]
+
+
 def student_condition_fixed_points(module, datamodule, n_inits: int, init_noise: float, options: FinderOptions,
                                    seed: int) -> list[tuple[int, object]]:
     """(condition id, ContextFixedPoints) of the student at every condition: training conditions at
     their mean training embedding, held-out ones at their mean inferred embedding. Each search
     starts from the condition's recorded frames mapped to states, x = atanh(rates)."""
-    if getattr(module, "readout", None) is not None:
-        raise ValueError("fixed-point recovery needs one student unit per neuron (model.latent_dim=null)")
     full = datamodule.full_set
     gen = torch.Generator().manual_seed(seed)
     out = []
     for ctx in (student_contexts(module, datamodule), heldout_contexts(module, datamodule)):
         if ctx is None:
             continue
-        starts = []
-        for k in ctx.condition_ids.tolist():
-            frames = _valid_frames(full.data[full.conditions == k]).double()  # (trials*T, N)
-            states = torch.atanh(frames.clamp(-0.999, 0.999))
-            starts.append(sample_initial_states(states[None], n_inits, init_noise, gen)[0])
+        starts = [_search_starts(_valid_frames(full.data[full.conditions == k]), n_inits, init_noise, gen)
+                  for k in ctx.condition_ids.tolist()]
         found = find_fixed_points(ctx.map.to(device=torch.device("cpu")), torch.stack(starts), options)
         out += list(zip(ctx.condition_ids.tolist(), found.contexts))
     return out
+
+
+def student_trial_fixed_points(module, datamodule, n_inits: int, init_noise: float, options: FinderOptions,
+                               seed: int) -> list[tuple[int, object]]:
+    """(condition id, ContextFixedPoints) per condition, pooled over its trials: each training trial's
+    own embedding (held-out conditions: each trial's inferred embedding) gives one map, searched from
+    that trial's recorded frames with ``n_inits`` starts. The mean embedding of trials that end in
+    different attractors lies between them, and so does its map's attractor; each trial's own map
+    does not average them away."""
+    gen = torch.Generator().manual_seed(seed)
+    device = next(module.parameters()).device
+    train = datamodule.train_set
+    with torch.no_grad():
+        sets = [(train, module.embeddings.per_trial(train.conditions.to(device)))]
+    held = getattr(module, "inferred", {}).get("heldout_cond")
+    if held is not None and len(held.embeddings):
+        sets.append((datamodule.heldout_set, held.embeddings.to(device)))
+    pooled: dict[int, list] = {}
+    for trials, emb in sets:
+        with torch.no_grad():
+            F = TanhRNNMap.from_weights(module.weights_for(emb), module.rnn.alpha).to(dtype=torch.float64)
+        starts = torch.stack([_search_starts(_valid_frames(trials.data[i:i + 1]), n_inits, init_noise, gen)
+                              for i in range(len(trials))])  # (n_trials, n_inits, N)
+        found = find_fixed_points(F.to(device=torch.device("cpu")), starts, options)
+        for k, fp in zip(trials.conditions.tolist(), found.contexts):
+            pooled.setdefault(k, []).append(fp)
+    return [(k, _concat_fixed_points(fps)) for k, fps in sorted(pooled.items())]
+
+
+def _concat_fixed_points(fps: list) -> ContextFixedPoints:
+    """One ContextFixedPoints holding the points of several (init indices are not kept)."""
+    return ContextFixedPoints(xstar=torch.cat([f.xstar for f in fps]), q=torch.cat([f.q for f in fps]),
+                              init_index=torch.full((sum(f.n for f in fps),), -1),
+                              stable=torch.cat([f.stable for f in fps]))
+
+
+STUDENT_VIEWS = {"condition_mean": student_condition_fixed_points, "trial": student_trial_fixed_points}
 
 
 def plot_recovery(teacher_sets: dict, student_sets: dict, frames: dict, data: torch.Tensor, path: Path) -> None:
@@ -200,9 +240,12 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
                                  match_radius: float = 0.1, link_radius: float = 0.0, seed: int = 0,
                                  max_iters: int = 3000, max_q: Optional[float] = 1e-4,
                                  teacher_max_q: Optional[float] = 1e-4, finder: Optional[dict] = None,
-                                 condition_groups: Optional[dict] = None) -> dict:
+                                 condition_groups: Optional[dict] = None, student: str = "condition_mean") -> dict:
     """Match the student's fixed points per condition to the teacher's.
 
+    ``student``: ``condition_mean`` searches the map at each condition's mean embedding from the
+    condition's frames (``n_inits`` starts); ``trial`` pools, per condition, the maps of its trials'
+    own embeddings, each searched from its trial's frames (``n_inits`` starts per trial).
     ``max_q`` / ``teacher_max_q`` keep only (slow) points with q below them; ``match_radius`` and
     ``link_radius`` (counting connected sets) are in spreads; ``condition_groups`` maps a group name
     to the prefix of its condition names. Returns, as means over conditions (``recovery/<key>``) and
@@ -218,7 +261,12 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
     names = full.condition_names
     spread = rate_spread(full.data)
     opts = FinderOptions(max_iters=max_iters, max_q=max_q, **(finder or {}))
-    found = student_condition_fixed_points(module, datamodule, n_inits, init_noise, opts, seed)
+    if getattr(module, "readout", None) is not None:
+        raise ValueError("fixed-point recovery needs one student unit per neuron (model.latent_dim=null)")
+    check_module(module)
+    if student not in STUDENT_VIEWS:
+        raise ValueError(f"analysis.recovery.student must be one of {list(STUDENT_VIEWS)}, got {student!r}")
+    found = STUDENT_VIEWS[student](module, datamodule, n_inits, init_noise, opts, seed)
     per, teacher_sets, student_sets, frames = {}, {}, {}, {}
     for c, ctx in sorted(found, key=lambda item: item[0]):
         name = names[c]

@@ -39,7 +39,8 @@ class StudentContexts:
         return self.map.alpha
 
 
-def _check_module(module) -> None:
+def check_module(module) -> None:
+    """Raise a TypeError naming the first attribute the dynamics analyses need that module lacks."""
     for attr in ("embeddings", "weights_for", "rnn", "initial_state"):
         if not hasattr(module, attr):
             raise TypeError(f"dynamics analyses need a JediModule-like model with '{attr}', "
@@ -48,7 +49,7 @@ def _check_module(module) -> None:
 
 def student_contexts(module, datamodule) -> StudentContexts:
     """Mean training embedding per condition present in ``datamodule.train_set`` and the weights."""
-    _check_module(module)
+    check_module(module)
     train = datamodule.train_set
     device = next(module.parameters()).device
     with torch.no_grad():

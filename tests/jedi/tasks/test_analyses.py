@@ -186,8 +186,10 @@ def test_probe_entry_point_on_a_module(tmp_path):
     assert (tmp_path / "embedding_pca.png").stat().st_size > 0
 
 
-def test_recovery_of_a_student_equal_to_the_teacher(tmp_path):
-    """A student whose J(c) is the bistable teacher's J for every c recovers its 8 attractors exactly."""
+@pytest.mark.parametrize("student", ["condition_mean", "trial"])
+def test_recovery_of_a_student_equal_to_the_teacher(tmp_path, student):
+    """A student whose J(c) is the bistable teacher's J for every c recovers its 8 attractors exactly,
+    searched at each condition's mean embedding or pooled over each trial's own."""
     from test_teacher_recordings import _bistable_teacher
 
     from jedi.analysis.recovery import analyze_fixed_point_recovery
@@ -206,8 +208,9 @@ def test_recovery_of_a_student_equal_to_the_teacher(tmp_path):
         head.weight.zero_()
         eye = (2.0 * N) ** 0.5 * torch.eye(N)
         head.bias.copy_(torch.stack([eye, eye]).reshape(-1))
-    out = analyze_fixed_point_recovery(module, dm, tmp_path, n_inits=64, init_noise=0.5, max_q=1e-10, teacher_max_q=1e-10,
-                                       link_radius=0.05, condition_groups={"first_up": "+"})
+    out = analyze_fixed_point_recovery(module, dm, tmp_path, n_inits=64 if student == "condition_mean" else 16,
+                                       init_noise=0.5, max_q=1e-10, teacher_max_q=1e-10, link_radius=0.05,
+                                       condition_groups={"first_up": "+"}, student=student)
     # per condition: the one attractor its segments sit at, found by both at the same place
     assert out["recovery/stable_count_match"] == 1.0 and out["recovery/n_teacher_stable"] == 1.0
     assert out["recovery/stable_structure_match"] == 1.0

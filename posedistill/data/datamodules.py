@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from posedistill.data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, h36m_clips
 from posedistill.data.pools import sequence_pool, source_pool, target_pool
+from posedistill.data.renderer import Style, resolve_style
 
 
 class PoseBatch(NamedTuple):
@@ -92,6 +93,29 @@ class ClipDataset(Dataset):
         return ClipBatch(_image_tensor(self.images[i]), self.poses[i], self.action[i])
 
 
+def plain_overrides(overrides) -> dict:
+    """Style overrides as plain types (checkpoints load weights_only; cache keys are JSON); validated."""
+    if not overrides:
+        return {}
+    if hasattr(overrides, "items") and not isinstance(overrides, dict):  # DictConfig
+        from omegaconf import OmegaConf
+
+        overrides = OmegaConf.to_container(overrides, resolve=True)
+    out = {str(k): (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dict(overrides).items()}
+    resolve_style("source", out)  # unknown fields fail here, naming the field
+    return out
+
+
+class _StyledDataModule:
+    """The effective source and target render styles of a synthetic datamodule (named style + overrides);
+    every consumer (pools, the domain-gap analysis) takes them from here."""
+
+    def styles(self) -> dict[str, Style]:
+        h = self.hparams
+        return {"source": resolve_style(h.source_style, h.source_style_overrides),
+                "target": resolve_style(h.target_style, h.target_style_overrides)}
+
+
 class _PoolDataModule(pl.LightningDataModule):
     def __init__(self, batch_size: int, eval_batch_size: int, num_workers: int, seed: int, cache_dir):
         super().__init__()
@@ -143,42 +167,56 @@ class PoseSequenceDataModule(_PoolDataModule):
         return torch.from_numpy(self.val_pool["poses"])
 
 
-class SourceImageDataModule(_PoolDataModule):
+class SourceImageDataModule(_StyledDataModule, _PoolDataModule):
     """Labelled source frames for training; val/test are frames of the labelled target
-    val/test clips (separate seeds; val is for monitoring, test for reporting)."""
+    val/test clips (separate seeds; val is for monitoring, test for reporting).
+    ``source_style`` / ``target_style``: the renderer's named styles (``renderer.STYLES``), with per-field
+    ``*_style_overrides`` (e.g. ``{clutter: false, occluder_p: 0.0}``)."""
 
     def __init__(self, n_frames: int = 20000, val_clips: int = 40, test_clips: int = 200, clip_len: int = 60,
                  batch_size: int = 128, eval_batch_size: int = 256, seed: int = 0, cache_dir: str | None = None,
-                 num_workers: int = 0):
+                 num_workers: int = 0, source_style: str = "source", source_style_overrides: dict | None = None,
+                 target_style: str = "target", target_style_overrides: dict | None = None):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
+        source_style_overrides = plain_overrides(source_style_overrides)
+        target_style_overrides = plain_overrides(target_style_overrides)
         self.save_hyperparameters()
+        self.styles()  # unknown style names or fields fail here, before any rendering
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        h = self.hparams
-        self.train_set = FrameDataset(source_pool(h.n_frames, seed=h.seed, cache_dir=h.cache_dir))
-        self.val_set = FrameDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", cache_dir=h.cache_dir))
-        self.test_set = FrameDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", cache_dir=h.cache_dir))
+        h, st = self.hparams, self.styles()
+        self.train_set = FrameDataset(source_pool(h.n_frames, seed=h.seed, cache_dir=h.cache_dir, style=st["source"]))
+        kw = dict(cache_dir=h.cache_dir, style=st["target"])
+        self.val_set = FrameDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", **kw))
+        self.test_set = FrameDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", **kw))
 
 
-class TargetClipDataModule(_PoolDataModule):
+class TargetClipDataModule(_StyledDataModule, _PoolDataModule):
     """Unlabelled target clips for adaptation (stage E; poses are present for oracles only);
-    val/test are the labelled target val/test clips (same pools as SourceImageDataModule's)."""
+    val/test are the labelled target val/test clips (same pools as SourceImageDataModule's when the
+    target styles agree). ``target_style`` (a named style) with per-field ``target_style_overrides``;
+    ``source_style`` / ``source_style_overrides``: the source domain's (used by the domain-gap analysis)."""
 
     def __init__(self, n_clips: int = 600, val_clips: int = 40, test_clips: int = 200, clip_len: int = 60,
                  batch_size: int = 8, eval_batch_size: int = 8, seed: int = 0, cache_dir: str | None = None,
-                 num_workers: int = 0):
+                 num_workers: int = 0, target_style: str = "target", target_style_overrides: dict | None = None,
+                 source_style: str = "source", source_style_overrides: dict | None = None):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
+        source_style_overrides = plain_overrides(source_style_overrides)
+        target_style_overrides = plain_overrides(target_style_overrides)
         self.save_hyperparameters()
+        self.styles()  # unknown style names or fields fail here, before any rendering
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         h = self.hparams
-        self.train_set = ClipDataset(target_pool(h.n_clips, h.clip_len, h.seed, "train", cache_dir=h.cache_dir))
-        self.val_set = ClipDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", cache_dir=h.cache_dir))
-        self.test_set = ClipDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", cache_dir=h.cache_dir))
+        kw = dict(cache_dir=h.cache_dir, style=self.styles()["target"])
+        self.train_set = ClipDataset(target_pool(h.n_clips, h.clip_len, h.seed, "train", **kw))
+        self.val_set = ClipDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", **kw))
+        self.test_set = ClipDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", **kw))
 
 
 class H36MSequenceDataModule(PoseSequenceDataModule):

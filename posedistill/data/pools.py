@@ -5,6 +5,9 @@
 - ``target``: unlabelled target clips (mix B), target style (RGB).
 - ``target_val`` / ``target_test``: labelled target clips with their own seeds (new subjects).
 
+The rendered pools take the effective style (``renderer.resolve_style``: a named style with per-field
+overrides); every field of it is part of the cache key, so a changed domain gap never reuses old images.
+
 Every pool draws from ``SeedSequence([seed, pool id])`` so pools never share random streams.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from posedistill.data.motion import generate_clips
-from posedistill.data.renderer import get_style, render_clips
+from posedistill.data.renderer import Style, get_style, render_clips, style_params
 
 POOL_IDS = {"sequences": 1, "sequences_val": 2, "source": 3, "target": 4, "target_val": 5, "target_test": 6}
 _VERSION = 2  # 2: pixel noise drawn per render chunk
@@ -58,7 +61,7 @@ def sequence_pool(n_clips: int, clip_len: int = 60, seed: int = 0, split: str = 
     return _cached(pool, params, build, cache_dir)
 
 
-def _rendered_clips(pool: str, n_clips: int, clip_len: int, seed: int, mix: str, style: str) -> dict[str, np.ndarray]:
+def _rendered_clips(pool: str, n_clips: int, clip_len: int, seed: int, mix: str, style: str | Style) -> dict[str, np.ndarray]:
     st = get_style(style)
     rng = _rng(pool, seed)
     clips = generate_clips(n_clips, clip_len, rng, mix=mix, elevation=st.elevation)
@@ -67,19 +70,21 @@ def _rendered_clips(pool: str, n_clips: int, clip_len: int, seed: int, mix: str,
     return {"images": images, "poses": clips.poses, "action": clips.action}
 
 
-def source_pool(n_frames: int, seed: int = 0, mix: str = "A", frames_per_clip: int = 10, cache_dir=None) -> dict[str, np.ndarray]:
-    """Labelled source frames: images (n, 64, 64, 1) uint8, poses (n, 17, 3), action (n,).
-    Frames are taken ``frames_per_clip`` at random from 60-frame clips."""
-    params = dict(n_frames=n_frames, seed=seed, mix=mix, frames_per_clip=frames_per_clip)
+def source_pool(n_frames: int, seed: int = 0, mix: str = "A", frames_per_clip: int = 10, cache_dir=None,
+                style: str | Style = "source") -> dict[str, np.ndarray]:
+    """Labelled source frames: images (n, 64, 64, C) uint8 (C=1 in the source style), poses (n, 17, 3),
+    action (n,). Frames are taken ``frames_per_clip`` at random from 60-frame clips."""
+    st = get_style(style)
+    params = dict(n_frames=n_frames, seed=seed, mix=mix, frames_per_clip=frames_per_clip, style=style_params(st))
 
     def build():
         rng = _rng("source", seed)
         n_clips = -(-n_frames // frames_per_clip)
-        clips = generate_clips(n_clips, 60, rng, mix=mix, elevation=get_style("source").elevation)
+        clips = generate_clips(n_clips, 60, rng, mix=mix, elevation=st.elevation)
         pick = np.stack([rng.choice(60, frames_per_clip, replace=False) for _ in range(n_clips)])
         poses = np.take_along_axis(clips.poses, pick[..., None, None], 1).reshape(-1, 17, 3)[:n_frames]
         action = np.repeat(clips.action, frames_per_clip)[:n_frames]
-        images = np.concatenate([render_clips(poses[i : i + 512, None], "source", rng, threads=2)[:, 0]
+        images = np.concatenate([render_clips(poses[i : i + 512, None], st, rng, threads=2)[:, 0]
                                  for i in range(0, n_frames, 512)])
         return {"images": images, "poses": poses, "action": action}
 
@@ -87,11 +92,13 @@ def source_pool(n_frames: int, seed: int = 0, mix: str = "A", frames_per_clip: i
 
 
 def target_pool(n_clips: int, clip_len: int = 60, seed: int = 0, split: str = "train", mix: str = "B",
-                cache_dir=None) -> dict[str, np.ndarray]:
+                cache_dir=None, style: str | Style = "target") -> dict[str, np.ndarray]:
     """Target-style clips: images (n, T, 64, 64, 3) uint8, poses (n, T, 17, 3), action (n,).
-    ``split``: ``train`` (unlabelled use), ``val`` or ``test`` (labelled, own seeds)."""
+    ``split``: ``train`` (unlabelled use), ``val`` or ``test`` (labelled, own seeds); ``style``: the
+    effective target style (its elevation range is the clips' camera elevation)."""
+    st = get_style(style)
     pool = {"train": "target", "val": "target_val", "test": "target_test"}.get(split)
     if pool is None:
         raise ValueError(f"target_pool: split must be train, val or test, got {split!r}")
-    params = dict(n_clips=n_clips, clip_len=clip_len, seed=seed, mix=mix)
-    return _cached(pool, params, lambda: _rendered_clips(pool, n_clips, clip_len, seed, mix, "target"), cache_dir)
+    params = dict(n_clips=n_clips, clip_len=clip_len, seed=seed, mix=mix, style=style_params(st))
+    return _cached(pool, params, lambda: _rendered_clips(pool, n_clips, clip_len, seed, mix, st), cache_dir)

@@ -77,6 +77,43 @@ def get_style(style: str | Style) -> Style:
     return STYLES[style]
 
 
+STYLE_FIELDS = tuple(f for f in Style.__dataclass_fields__ if f != "name")
+_RANGE_FIELDS = ("blur", "distance", "elevation")
+
+
+def resolve_style(style: str | Style = "target", overrides: dict | None = None) -> Style:
+    """A named style (or a Style) with per-field overrides, e.g. ``resolve_style("target",
+    {"clutter": False, "occluder_p": 0.0})``; ranges (blur, distance, elevation) are 2-element lists.
+    The name is kept: overrides change the appearance, not which domain it is. An unknown field is an
+    error that names it."""
+    st = get_style(style)
+    if not overrides:
+        return st
+    kw = {}
+    for key, value in dict(overrides).items():
+        if key not in STYLE_FIELDS:
+            raise ValueError(f"unknown render style field {key!r} in overrides of style {st.name!r}; "
+                             f"fields: {', '.join(STYLE_FIELDS)}")
+        if key in _RANGE_FIELDS:
+            value = tuple(float(v) for v in value)
+            if len(value) != 2 or value[0] > value[1]:
+                raise ValueError(f"render style field {key!r} must be a range [low, high], got {list(value)}")
+        elif key in ("random_colors", "clutter"):
+            value = bool(value)
+        elif key == "channels":
+            value = int(value)
+        else:
+            value = float(value)
+        kw[key] = value
+    return replace(st, **kw)
+
+
+def style_params(style: str | Style) -> dict:
+    """Every field of the effective style as plain JSON types (part of pool cache keys)."""
+    st = get_style(style)
+    return {f: (list(v) if isinstance(v, tuple) else v) for f in Style.__dataclass_fields__ for v in [getattr(st, f)]}
+
+
 def _clutter(m: int, rng: np.random.Generator, c: int) -> np.ndarray:
     """(m, H, W, C) static procedural backgrounds: gradient, rectangles, blobs, smooth noise."""
     g = np.linspace(0, 1, SIZE, dtype=np.float32)

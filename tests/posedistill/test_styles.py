@@ -19,6 +19,14 @@ def test_overrides_replace_fields_and_keep_the_name():
     assert style_params(st)["elevation"] == [10.0, 25.0]
 
 
+def test_named_variants_and_the_synthetic_default(compose_cfg):
+    plain = resolve_style("target_plain")
+    differ = {k for k, v in style_params(plain).items() if v != style_params(TARGET)[k]}
+    assert differ == {"name", "clutter", "occluder_p"} and not plain.clutter and plain.occluder_p == 0.0
+    cfg = compose_cfg(["experiment=posedistill/synthetic_oracle_demo"])
+    assert cfg.data.target_style == "target_plain" and cfg.stages.source.data.target_style == "target_plain"
+
+
 def test_unknown_or_malformed_fields_are_named():
     with pytest.raises(ValueError, match="'cluter'"):
         resolve_style("target", {"cluter": False})

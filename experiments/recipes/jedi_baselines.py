@@ -108,7 +108,6 @@ def rows(ablations: bool = False) -> list[Row]:
         out += [
             Row("JEDI full-rank head", "jedi_fullrank"),
             *[Row(f"JEDI rank {r}", None, [f"model.hypernet.rank={r}"]) for r in (1, 2, 10, 20)],
-            Row("JEDI, no base matrix", "jedi_lowrank"),
             Row("JEDI + base matrix", "jedi_lowrank_base"),
             Row("JEDI per-trial table", None, ["model.embedding_tie=trial"]),
             Row("JEDI per-condition table", None, ["model.embedding_tie=condition"]),

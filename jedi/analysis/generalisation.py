@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from jedi.data.trials import TrialBatch, TrialSet  # noqa: E402
+from jedi.data.trials import TrialSet, iter_batches  # noqa: E402
 from jedi.metrics.r2 import VarianceWeightedR2  # noqa: E402
 
 SPLITS = {"test": "test_set", "heldout_cond": "heldout_set"}
@@ -28,14 +28,12 @@ def per_condition_r2(module, trials: TrialSet, embeddings: torch.Tensor, batch_s
         raise ValueError(f"generalisation: {embeddings.shape[0]} inferred embeddings for {len(trials)} trials")
     metrics = {int(c): VarianceWeightedR2(trials.data.shape[2]) for c in torch.unique(trials.conditions)}
     with torch.no_grad():
-        for s in range(0, len(trials), batch_size):
-            idx = torch.arange(s, min(s + batch_size, len(trials)))
-            batch = TrialBatch(idx, trials.conditions[idx], trials.data[idx].to(module.device),
-                               {k: v[idx] for k, v in trials.extras.items()})
-            pred = module.predict(embeddings[idx].to(module.device), batch).cpu()
-            for c in torch.unique(batch.condition):
-                sel = batch.condition == c
-                metrics[int(c)].update(pred[sel], trials.data[idx][sel])
+        for batch in iter_batches(trials, batch_size, module.device):
+            pred = module.predict(embeddings[batch.index.cpu()].to(module.device), batch).cpu()
+            condition, data = batch.condition.cpu(), batch.data.cpu()
+            for c in torch.unique(condition):
+                sel = condition == c
+                metrics[int(c)].update(pred[sel], data[sel])
     return {c: float(m.compute()) for c, m in metrics.items()}
 
 

@@ -16,17 +16,10 @@ import numpy as np
 import torch
 
 from jedi.analysis.plotting import plt, save_figure
-from jedi.data.trials import TrialBatch, TrialSet
+from jedi.data.trials import TrialSet, iter_batches
 from jedi.metrics.nlb import NLBEvaluator
 
 log = logging.getLogger(__name__)
-
-
-def _batches(trials: TrialSet, batch_size: int, device):
-    for lo in range(0, len(trials), batch_size):
-        idx = torch.arange(lo, min(lo + batch_size, len(trials)))
-        yield TrialBatch(idx.to(device), trials.conditions[idx].to(device), trials.data[idx].to(device),
-                         {k: v[idx].to(device) for k, v in trials.extras.items()})
 
 
 def _skip_reason(module, trials: TrialSet) -> Optional[str]:
@@ -86,10 +79,10 @@ def analyze_nlb(module, datamodule, out_dir: Path, steps: Optional[int] = None, 
     module.eval()
     try:
         with torch.no_grad():
-            for batch in _batches(datamodule.train_set, batch_size, device):
+            for batch in iter_batches(datamodule.train_set, batch_size, device):
                 c = module.embeddings(batch.index, batch.condition)
                 ev.update_train(module.predict(c, batch), batch)
-        for batch in _batches(datamodule.test_set, batch_size, device):
+        for batch in iter_batches(datamodule.test_set, batch_size, device):
             c = module.infer_embeddings(batch, steps)
             with torch.no_grad():
                 ev.update(module.predict(c, batch), batch)

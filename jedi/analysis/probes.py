@@ -30,7 +30,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict  #
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from jedi.data.trials import TrialBatch, TrialSet  # noqa: E402
+from jedi.data.trials import TrialSet, iter_batches  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,8 @@ log = logging.getLogger(__name__)
 def infer_split_embeddings(module, trials: TrialSet, batch_size: int = 256) -> torch.Tensor:
     """Embeddings (n, d) inferred for every trial of ``trials`` with the network frozen, as the test
     pass infers them (``model.infer.steps``)."""
-    parts = []
-    for s in range(0, len(trials), batch_size):
-        idx = torch.arange(s, min(s + batch_size, len(trials)))
-        batch = TrialBatch(idx, trials.conditions[idx].to(module.device), trials.data[idx].to(module.device),
-                           {k: v[idx].to(module.device) for k, v in trials.extras.items()})
-        parts.append(module.infer_embeddings(batch, module.infer_cfg["steps"]).cpu())
-    return torch.cat(parts)
+    return torch.cat([module.infer_embeddings(batch, module.infer_cfg["steps"]).cpu()
+                      for batch in iter_batches(trials, batch_size, module.device)])
 
 
 def _classifier(max_iter: int, C: float):

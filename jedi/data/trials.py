@@ -142,6 +142,15 @@ class TrialBatch(NamedTuple):
     extras: dict
 
 
+def iter_batches(trials: "TrialSet", batch_size: int, device=None):
+    """The trials in order as TrialBatch-es of up to ``batch_size`` (index = position in ``trials``),
+    moved to ``device``."""
+    for lo in range(0, len(trials), batch_size):
+        idx = torch.arange(lo, min(lo + batch_size, len(trials)))
+        yield TrialBatch(idx.to(device), trials.conditions[idx].to(device), trials.data[idx].to(device),
+                         {k: v[idx].to(device) for k, v in trials.extras.items()})
+
+
 class _TrialDataset(Dataset):
     def __init__(self, trials: TrialSet):
         self.trials = trials

@@ -52,7 +52,7 @@ def analyze_domain_gap(module, datamodule, out_dir, n_clips: int = 40, frames_pe
     """Framework analysis entry: measure, then write the table to ``out_dir``."""
     was_training = module.training
     module.eval()
-    styles = datamodule.styles() if hasattr(datamodule, "styles") else None
+    styles = datamodule.styles() if hasattr(datamodule, "styles") else {d: get_style(d) for d in POSES}
     numbers = measure(module, n_clips, frames_per_clip, seed, styles=styles)
     module.train(was_training)
     out_dir = Path(out_dir)
@@ -62,8 +62,7 @@ def analyze_domain_gap(module, datamodule, out_dir, n_clips: int = 40, frames_pe
     lines += [f"| {p} | {s} | {m:.1f} | {a:.1f} |" for p, s, m, a in rows]
     lines += ["", f"{n_clips} clips × {frames_per_clip} frames per row, rendered with seed {seed}; source poses = mix A at "
               "source elevations, target poses = mix B at target elevations."]
-    lines += [f"- {d} style: {style_params(st)}" for d, st in
-              {d: get_style((styles or {}).get(d, d)) for d in POSES}.items()]
+    lines += [f"- {d} style: {style_params(st)}" for d, st in styles.items()]
     (out_dir / "domain_gap.md").write_text("\n".join(lines) + "\n")
     (out_dir / "domain_gap.csv").write_text("poses,style,mpjpe,pa_mpjpe\n" + "".join(f"{p},{s},{m:.2f},{a:.2f}\n" for p, s, m, a in rows))
     return numbers

@@ -94,16 +94,15 @@ class ClipDataset(Dataset):
 
 
 def plain_overrides(overrides) -> dict:
-    """Style overrides as plain types (checkpoints load weights_only; cache keys are JSON); validated."""
+    """Style overrides as plain types (checkpoints load weights_only; cache keys are JSON); the
+    datamodules validate them with ``styles()`` right after."""
     if not overrides:
         return {}
     if hasattr(overrides, "items") and not isinstance(overrides, dict):  # DictConfig
         from omegaconf import OmegaConf
 
         overrides = OmegaConf.to_container(overrides, resolve=True)
-    out = {str(k): (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dict(overrides).items()}
-    resolve_style("source", out)  # unknown fields fail here, naming the field
-    return out
+    return {str(k): (list(v) if isinstance(v, (list, tuple)) else v) for k, v in dict(overrides).items()}
 
 
 class _StyledDataModule:

@@ -43,6 +43,9 @@ class SyntheticTeacher:
     ``family="multifreq"``: u = A sin(2 pi f t + phi), the frequency f (Hz) is the condition.
     ``family="multitask"``: each input family in ``tasks`` is a condition with its own input channel
     (or one shared channel), a random frequency in ``task_frequency`` Hz and a random phase per trial.
+    With ``task_frequencies`` (a list of Hz) every (family, frequency) pair is a condition, named
+    ``"<family>@<f>Hz"`` with the frequency as its value, so a held-out pair tests whether a model
+    composes a family's waveform with a frequency it has only seen driving other families.
     """
 
     family: str = "multifreq"
@@ -63,6 +66,7 @@ class SyntheticTeacher:
     frequencies: Sequence[float] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
     tasks: Sequence[str] = TASK_FAMILIES
     task_frequency: Sequence[float] = (1.0, 10.0)  # per-trial frequency range of the multi-task inputs (Hz)
+    task_frequencies: Sequence[float] | None = None  # fixed frequencies (Hz) crossed with the tasks
     shared_channel: bool = False
     seed: int = 0
     min_reliability: float = 0.9
@@ -77,6 +81,11 @@ class SyntheticTeacher:
             raise ValueError(f"data.source.task_frequency must be [low, high] Hz with 0 < low <= high, got {self.task_frequency}")
         self.frequencies, self.tasks = list(self.frequencies), list(self.tasks)
         self.task_frequency = [float(f) for f in self.task_frequency]
+        if self.task_frequencies is not None:
+            if self.family != "multitask" or not len(self.task_frequencies) or min(self.task_frequencies) <= 0:
+                raise ValueError("data.source.task_frequencies must be a non-empty list of positive Hz and needs "
+                                 f"family=multitask, got {self.task_frequencies} with family={self.family!r}")
+            self.task_frequencies = [float(f) for f in self.task_frequencies]
 
     def cache_key(self) -> dict:
         key = asdict(self)
@@ -105,13 +114,18 @@ class SyntheticTeacher:
             labels = np.repeat(np.arange(len(self.frequencies)), k)
             names = [f"{f:g}Hz" for f in self.frequencies]
             return u, labels, names, np.asarray(self.frequencies, float)
-        n_tasks = len(self.tasks)
-        u = np.zeros((n_tasks * k, T, 1 if self.shared_channel else n_tasks))
-        for i, fam in enumerate(self.tasks):
-            freq = rng.uniform(*self.task_frequency, (k, 1))
+        # one condition per task, or per (task, fixed frequency) pair: (task index, frequency or None)
+        pairs = [(i, f) for i in range(len(self.tasks)) for f in (self.task_frequencies or [None])]
+        u = np.zeros((len(pairs) * k, T, 1 if self.shared_channel else len(self.tasks)))
+        for c, (i, f) in enumerate(pairs):
+            freq = np.full((k, 1), f) if f is not None else rng.uniform(*self.task_frequency, (k, 1))
             phase = rng.uniform(0, 2 * np.pi, (k, 1))
-            u[i * k:(i + 1) * k, :, 0 if self.shared_channel else i] = self.amplitude * _waveform(fam, t, freq, phase)
-        return u, np.repeat(np.arange(n_tasks), k), list(self.tasks), None
+            u[c * k:(c + 1) * k, :, 0 if self.shared_channel else i] = self.amplitude * _waveform(self.tasks[i], t, freq, phase)
+        labels = np.repeat(np.arange(len(pairs)), k)
+        if self.task_frequencies is None:
+            return u, labels, list(self.tasks), None
+        names = [f"{self.tasks[i]}@{f:g}Hz" for i, f in pairs]
+        return u, labels, names, np.array([f for _, f in pairs])
 
     def simulate(self, u: np.ndarray, x0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Euler-integrate the teacher; returns states x (n, T, N)."""

@@ -69,3 +69,21 @@ def test_multitask_inputs_have_the_configured_frequency_and_one_channel_per_task
     assert np.all(u[labels == names.index("sine")][:, :, 1:] == 0)
     with pytest.raises(ValueError, match="data.source.task_frequency"):
         SyntheticTeacher(family="multitask", task_frequency=(5.0, 2.0))
+
+
+def test_task_frequency_pairs_are_conditions_with_their_frequency_as_value(tmp_path):
+    teacher = SyntheticTeacher(family="multitask", n_units=8, trials_per_condition=8, tasks=["sine", "square"],
+                               task_frequencies=[2, 5], shared_channel=True, warmup_s=0.0, duration_s=1.0, seed=0)
+    u, labels, names, values = teacher._inputs(np.random.default_rng(0))
+    assert names == ["sine@2Hz", "sine@5Hz", "square@2Hz", "square@5Hz"]
+    np.testing.assert_array_equal(values, [2.0, 5.0, 2.0, 5.0])
+    # a 5 Hz square wave repeats every 0.2 s (20 bins) and only takes the values +-amplitude
+    square5 = u[labels == names.index("square@5Hz")][:, :, 0]
+    np.testing.assert_allclose(square5[:, :80], square5[:, 20:], atol=1e-9)
+    assert set(np.unique(np.abs(square5)).round(6)) <= {round(teacher.amplitude, 6), 0.0}
+    # a held-out pair is a whole condition, named as the user writes it on the command line
+    dm = TrialDataModule(teacher, heldout_conditions=["square@5Hz"], cache_dir=str(tmp_path))
+    dm.setup()
+    assert set(dm.heldout_set.conditions.tolist()) == {names.index("square@5Hz")}
+    with pytest.raises(ValueError, match="data.source.task_frequencies"):
+        SyntheticTeacher(family="multifreq", task_frequencies=[2.0])

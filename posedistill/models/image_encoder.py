@@ -4,7 +4,7 @@ A trunk of named blocks (``block1`` … ``blockN``) followed by an embedding hea
 (flatten → FC ``feat_dim`` → FC ``latent_dim`` → ``box·tanh(h/box)``). Two trunks:
 
 - ``small``: a 5-block ResNet-style CNN for 64×64 inputs (channels 32-32-64-128-128, every
-  block stride 2, GroupNorm or no norm), about 14 M multiply-adds per image. ``block3`` is the
+  block stride 2, GroupNorm, BatchNorm or no norm), about 14 M multiply-adds per image. ``block3`` is the
   "res3" analogue that adaptation trains.
 - ``resnet50``: torchvision's ResNet-50 up to res4f (``layer3``), for real 224×224 crops, with
   the code's extra stride-2 conv before the FC head. Needs torchvision.
@@ -23,9 +23,11 @@ from torch import nn
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "group":  # up to 8 groups of at least 4 channels (valid down to 1×1 maps)
         return nn.GroupNorm(max(1, min(8, channels // 4)), channels)
+    if kind == "batch":  # running statistics: what adapt_norm_stats re-estimates on the target (AdaBN)
+        return nn.BatchNorm2d(channels)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"image_encoder.norm must be 'group' or 'none', got {kind!r}")
+    raise ValueError(f"image_encoder.norm must be 'group', 'batch' or 'none', got {kind!r}")
 
 
 class ResidualBlock(nn.Module):
@@ -113,7 +115,9 @@ class ImageEncoder(nn.Module):
         self.mean, self.std = mean, std
         self.latent_box = float(latent_box)
         with torch.no_grad():
-            n_flat = self.trunk(torch.zeros(1, in_channels, image_size, image_size)).flatten(1).shape[1]
+            n_flat = self.trunk(torch.zeros(2, in_channels, image_size, image_size)).flatten(1).shape[1]  # 2: BatchNorm
+        for m in self.batch_norms():  # that probe must leave no statistics behind
+            m.reset_running_stats()
         self.fc_feat = nn.Sequential(nn.Linear(n_flat, feat_dim), nn.ReLU())
         self.fc_latent = nn.Linear(feat_dim, latent_dim)
 
@@ -162,6 +166,35 @@ class ImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.features(images)[1]
+
+    def batch_norms(self) -> list[nn.modules.batchnorm._BatchNorm]:
+        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @torch.no_grad()
+    def adapt_norm_stats(self, batches) -> int:
+        """AdaBN (Li et al. 2016): replace every BatchNorm's running mean/variance by the statistics of
+        ``batches`` (an iterable of image tensors (N, C, H, W)), a cumulative average over all of them;
+        weights are untouched and the encoder's train/eval mode is restored. Returns the number of
+        images seen (0 and nothing changed when G has no BatchNorm)."""
+        norms = self.batch_norms()
+        if not norms:
+            return 0
+        modes = [m.training for m in self.modules()]
+        momenta = [m.momentum for m in norms]
+        self.eval()
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average
+            m.train()
+        n = 0
+        for images in batches:
+            self(images)
+            n += len(images)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        for m, mode in zip(self.modules(), modes):
+            m.training = mode
+        return n
 
     def encode_frames(self, clips: torch.Tensor) -> torch.Tensor:
         """Per-frame encoding: clips (B, T, C, H, W) → z (B, T, latent_dim)."""

@@ -2,9 +2,12 @@
 
 Energies (spec §5, eq. (4)); which ones are on is ``energies`` (a list, in round-robin order):
 
-- ``lcr``: InfoNCE on the LCR head of the first FC feature of frame 0 of each clip vs its
-  pose-invariant augmented view; the other clips' anchors are the negatives.
-- ``hcr``: InfoNCE on the HCR head of the motion code v = E_m(G(X)) of each clip vs its augmented clip.
+- ``lcr``: InfoNCE on the LCR head of the first FC feature of frame 0 of each clip (``lcr_frames``
+  > 1: that many evenly spaced frames of each clip) vs its pose-invariant augmented view; the other
+  anchors (other clips' and, with ``lcr_frames`` > 1, other frames of the same clip) are the negatives.
+- ``hcr``: InfoNCE on the HCR head of the motion code v = E_m(G(X)) of each clip vs its augmented clip
+  (``hcr_windows: 2``: both ``seq_len`` windows of each 2·seq_len clip are anchors, so the other
+  window of the same clip, same person, other motion, is a negative too).
 - ``flip``: mean |T^z_flip(G(x)) − G(flip x)| over every frame, gradients through both branches.
 - ``flip_backward``: mean |T^v_fb(E_m(G(X))) − sg E_m(G(X⁺))|, X⁺ = frames flipped, order reversed.
 - ``slow_backward``: mean |T^v_sb(E_m(G(raw[::2]))) − sg E_m(G(reverse(raw[15:45])))|.
@@ -18,6 +21,10 @@ share one batch: the frozen leading blocks of G (blocks 1–2 by default) then g
 features for every energy of the round, and are computed once per batch (:class:`PrefixFeatures`)
 instead of once per energy. X is the first ``seq_len`` frames of each target clip; slow-backward
 needs ``2·seq_len`` frames. An empty ``energies`` list leaves G = G^s (the source-only rung).
+``adapt_norm_stats`` (needs a G^s with BatchNorm, ``stages.source.model.encoder.norm=batch``): before
+the first round, G's BatchNorm running statistics are re-estimated on the unlabelled target clips
+(AdaBN, Li et al. 2016: a cheap domain-adaptation step, not part of the paper's method); with
+``energies: []`` it is the AdaBN baseline. G's BatchNorm layers are always in eval mode in this stage.
 Upstream: ``prior`` (decode), ``motion`` (encode), ``relations`` (pose_relation,
 motion_relation), ``source`` (encoder).
 """
@@ -43,8 +50,9 @@ CODE_LR = {"lcr": 2e-5, "hcr": 2e-5, "flip": 1e-5, "flip_backward": 1e-5, "slow_
 
 class PrefixFeatures(dict):
     """Frozen-prefix features of one batch, each computed (without gradients) on first use:
-    ``raw`` (B, T_raw, C', H', W') for the raw frames, ``flipped`` and ``view`` (B, seq_len, C', H', W')
-    for the first ``seq_len`` frames flipped and pose-invariantly augmented."""
+    ``raw`` (B, T_raw, C', H', W') for the raw frames, ``flipped`` (B, seq_len, C', H', W') for the first
+    ``seq_len`` frames flipped and ``view`` for the first ``hcr_windows·seq_len`` frames (``seq_len``
+    without HCR) pose-invariantly augmented."""
 
     def __init__(self, make: Mapping[str, Callable[[], torch.Tensor]]):
         super().__init__()
@@ -68,6 +76,9 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         lr: Mapping[str, float] | None = None,
         temperature: float = 0.07,
         contrastive_anchor: str = "all",
+        lcr_frames: int = 1,
+        hcr_windows: int = 1,
+        adapt_norm_stats: bool = False,
         head_hidden: Sequence[int] = (512, 256),
         head_dim: int = 128,
         seq_len: int = 30,
@@ -84,6 +95,10 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         if unknown:
             raise ValueError(f"model.energies: unknown {unknown}; expected a subset of {list(ENERGIES)}")
         self.energies = list(energies)
+        if not 1 <= lcr_frames <= seq_len:
+            raise ValueError(f"model.lcr_frames must be in [1, seq_len={seq_len}], got {lcr_frames}")
+        if hcr_windows not in (1, 2):
+            raise ValueError(f"model.hcr_windows must be 1 or 2, got {hcr_windows}")
         self.lr = {**CODE_LR, **dict(lr or {})}
         self.prior, self.motion, self.relations = (freeze(upstream[n]) for n in ("prior", "motion", "relations"))
         self.encoder = copy.deepcopy(upstream["source"].encoder)
@@ -99,6 +114,27 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         self.augment_kw = dict(augment or {})
         self._gen = torch.Generator().manual_seed(seed)
         self.automatic_optimization = False
+        if adapt_norm_stats and not self.encoder.batch_norms():
+            raise ValueError("model.adapt_norm_stats needs a G^s with BatchNorm (stages.source.model.encoder.norm=batch); "
+                             "GroupNorm has no running statistics to adapt")
+
+    def train(self, mode: bool = True):
+        """BatchNorm layers of G stay in eval mode: their statistics change only by ``adapt_norm_stats``,
+        never by the energies' batches (augmented views, flipped clips)."""
+        super().train(mode)
+        for m in self.encoder.batch_norms():
+            m.eval()
+        return self
+
+    def adapt_norm_stats(self, loader) -> int:
+        """Re-estimate G's BatchNorm statistics on the first ``seq_len`` frames of every target clip of
+        ``loader`` (AdaBN); returns the number of frames."""
+        frames = (batch.images[:, : self.hparams.seq_len].flatten(0, 1).to(self.device) for batch in loader)
+        return self.encoder.adapt_norm_stats(frames)
+
+    def on_train_start(self) -> None:
+        if self.hparams.adapt_norm_stats:
+            self.adapt_norm_stats(self.trainer.train_dataloader)
 
     def predict_pose(self, images: torch.Tensor) -> torch.Tensor:
         return self.prior.decode(self.encoder(images))
@@ -112,7 +148,11 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         need (see :class:`PrefixFeatures`); ``raw`` keeps ``2·seq_len`` frames only for slow-backward."""
         length = self.hparams.seq_len
         k = self.encoder.frozen_prefix_len()
-        n_raw = 2 * length if "slow_backward" in (self.energies if energies is None else energies) else length
+        active = self.energies if energies is None else energies
+        n_view = self.hparams.hcr_windows * length if "hcr" in active else length
+        n_raw = max(2 * length if "slow_backward" in active else length, n_view)
+        if raw.shape[1] < n_view:
+            raise ValueError(f"hcr_windows={self.hparams.hcr_windows} needs clips of {n_view} frames, got {raw.shape[1]}")
 
         def prefix(clips: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W) → (B, T, C', H', W')
             with torch.no_grad():
@@ -120,7 +160,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
 
         clip = raw[:, :length]
         return PrefixFeatures({"raw": lambda: prefix(raw[:, :n_raw]), "flipped": lambda: prefix(clip.flip(-1)),
-                               "view": lambda: prefix(self._view(clip))})
+                               "view": lambda: prefix(self._view(raw[:, :n_view]))})
 
     def _encode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefix features (B, T, C', H', W') through the rest of G → (first FC feature (B, T, F), z (B, T, D))."""
@@ -132,16 +172,25 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         """Prefix features of clips (B, T, C', H', W') → v (B, D_v)."""
         return self.motion.encode(self._encode(h)[1])
 
+    def lcr_frame_index(self) -> list[int]:
+        """The frames of each clip that are LCR anchors: frame 0 (the code) or ``lcr_frames`` evenly
+        spaced frames, which makes the other anchors of the same clip (same person, same colours,
+        another pose) negatives too."""
+        k, length = self.hparams.lcr_frames, self.hparams.seq_len
+        return [round(i * (length - 1) / (k - 1)) for i in range(k)] if k > 1 else [0]
+
     def energy_lcr(self, pre: PrefixFeatures) -> torch.Tensor:
-        feat_a = self._encode(pre["raw"][:, :1])[0][:, 0]
-        feat_p = self._encode(pre["view"][:, :1])[0][:, 0]
+        idx = self.lcr_frame_index()
+        feat_a = self._encode(pre["raw"][:, idx])[0].flatten(0, 1)
+        feat_p = self._encode(pre["view"][:, idx])[0].flatten(0, 1)
         head = self.heads["lcr"]
         return info_nce(head(feat_a), head(feat_p), self.hparams.temperature, self.hparams.contrastive_anchor)
 
     def energy_hcr(self, pre: PrefixFeatures) -> torch.Tensor:
-        head = self.heads["hcr"]
-        v_a = head(self._motion_code(pre["raw"][:, : self.hparams.seq_len]))
-        v_p = head(self._motion_code(pre["view"]))
+        head, length = self.heads["hcr"], self.hparams.seq_len
+        windows = lambda h: torch.cat([h[:, i * length:(i + 1) * length] for i in range(self.hparams.hcr_windows)])  # noqa: E731
+        v_a = head(self._motion_code(windows(pre["raw"])))
+        v_p = head(self._motion_code(windows(pre["view"])))
         return info_nce(v_a, v_p, self.hparams.temperature, self.hparams.contrastive_anchor)
 
     def energy_flip(self, pre: PrefixFeatures) -> torch.Tensor:

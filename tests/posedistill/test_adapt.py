@@ -147,3 +147,84 @@ def test_end_to_end_fdr_through_the_framework(compose_cfg):
                 "analysis/domain_gap/source_poses_source_style_pa_mpjpe"):
         assert math.isfinite(metrics[key]), key
     assert 0.0 <= metrics["test/pck"] <= 100.0
+
+
+def test_lcr_frames_makes_other_frames_of_the_same_clip_negatives(upstream):
+    """lcr_frames = k: the anchors are k evenly spaced frames of every clip, their positives the same
+    frames' augmented views, and every other anchor (same clip included) is a negative."""
+    from posedistill.losses.contrastive import info_nce, pose_invariant_augment
+
+    model = AdaptStage(upstream, energies=["lcr"], lcr_frames=3)
+    assert model.lcr_frame_index() == [0, 14, 29]
+    assert AdaptStage(upstream, energies=["lcr"]).lcr_frame_index() == [0]  # the code's frame 0
+    raw = clip_batch(2).images
+    state = model._gen.get_state()
+    loss = model.energy("lcr", raw)
+    gen = torch.Generator()
+    gen.set_state(state)
+    view = pose_invariant_augment(raw[:, :30], gen, **model.augment_kw)
+    frames = lambda clips: clips[:, [0, 14, 29]].flatten(0, 1)  # noqa: E731  (clip-major: 6 anchors)
+    head = model.heads["lcr"]
+    ref = info_nce(head(model.encoder.features(frames(raw))[0]), head(model.encoder.features(frames(view))[0]))
+    torch.testing.assert_close(loss, ref)
+    with pytest.raises(ValueError, match="lcr_frames"):
+        AdaptStage(upstream, lcr_frames=31)
+
+
+def _bn_upstream(upstream):
+    from posedistill.stages.source import SourceStage
+    from posedistill.stages import freeze
+    from tests.posedistill.conftest import TINY_ENCODER
+
+    torch.manual_seed(1)
+    source = freeze(SourceStage(upstream={"prior": upstream["prior"]}, encoder={**TINY_ENCODER, "norm": "batch"}))
+    return {**upstream, "source": source}
+
+
+def test_adapt_norm_stats_replaces_batchnorm_statistics_by_the_target_ones(upstream):
+    """AdaBN: running mean/var become the target frames' statistics, weights stay, modes are restored;
+    the energies' batches never move the statistics; a GroupNorm G^s refuses the option."""
+    up = _bn_upstream(upstream)
+    model = AdaptStage(up, energies=["flip"], adapt_norm_stats=True, lr={"flip": 1e-2})
+    model.train()
+    stem_bn = model.encoder.blocks["block1"][1]
+    assert isinstance(stem_bn, torch.nn.BatchNorm2d) and not stem_bn.training  # eval even in train()
+    weights = {k: v.clone() for k, v in model.encoder.state_dict().items() if "running" not in k and "num_batches" not in k}
+    clips = clip_batch(4).images * 0.5 + 0.3  # a shifted "target" distribution
+    loader = [type(clip_batch(2))(clips[:2], None, None), type(clip_batch(2))(clips[2:], None, None)]
+    n = model.adapt_norm_stats(loader)
+    assert n == 4 * 30
+    frames = clips[:, :30].flatten(0, 1)
+    with torch.no_grad():  # the stem's BatchNorm input is conv1 of the normalised frames
+        h = model.encoder.blocks["block1"][0]((frames - model.encoder.mean) / model.encoder.std)
+    torch.testing.assert_close(stem_bn.running_mean, h.mean((0, 2, 3)), atol=1e-5, rtol=1e-4)
+    assert all(torch.equal(v, model.encoder.state_dict()[k]) for k, v in weights.items())
+    assert model.training and not stem_bn.training
+    stats = [m.running_mean.clone() for m in model.encoder.batch_norms()]
+    _fit(model, max_steps=1)  # on_train_start re-estimates on the fit's clips, then one flip step
+    after_fit = [m.running_mean.clone() for m in model.encoder.batch_norms()]
+    assert any(not torch.equal(a, b) for a, b in zip(stats, after_fit))  # re-estimated on other clips
+    model.energy("flip", clip_batch(3).images)  # a forward of an energy moves no statistic
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(after_fit, model.encoder.batch_norms()))
+    with pytest.raises(ValueError, match="BatchNorm"):
+        AdaptStage(upstream, adapt_norm_stats=True)  # the conftest G^s uses GroupNorm
+
+
+def test_hcr_windows_makes_the_other_window_of_the_same_clip_a_negative(upstream):
+    from posedistill.losses.contrastive import info_nce, pose_invariant_augment
+
+    model = AdaptStage(upstream, energies=["hcr"], hcr_windows=2)
+    raw = clip_batch(2).images  # 2 clips × 60 frames → 4 anchors: (clip 0, 1) first window, then second
+    state = model._gen.get_state()
+    loss = model.energy("hcr", raw)
+    gen = torch.Generator()
+    gen.set_state(state)
+    view = pose_invariant_augment(raw, gen, **model.augment_kw)
+    code = lambda clips: model.motion.encode(model.encoder.encode_frames(clips))  # noqa: E731
+    windows = lambda x: torch.cat([x[:, :30], x[:, 30:60]])  # noqa: E731
+    head = model.heads["hcr"]
+    torch.testing.assert_close(loss, info_nce(head(code(windows(raw))), head(code(windows(view)))))
+    with pytest.raises(ValueError, match="60 frames"):
+        model.energy("hcr", raw[:, :45])
+    with pytest.raises(ValueError, match="hcr_windows"):
+        AdaptStage(upstream, hcr_windows=3)

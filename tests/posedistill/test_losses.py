@@ -108,3 +108,37 @@ def test_random_appearance_keeps_the_person_and_replaces_only_the_black_backgrou
     outside[4:12, 6:10] = outside[0:3, 0:3] = False
     torch.testing.assert_close(out[..., outside], out2[..., outside])
     assert out[..., outside].std() > 0.01  # textured, not black
+
+
+def test_augment_options_off_by_default_draw_nothing_and_stay_pose_invariant():
+    img = torch.rand(2, 3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    plain = pose_invariant_augment(img, torch.Generator().manual_seed(7))
+    off = pose_invariant_augment(img, torch.Generator().manual_seed(7), grayscale_p=0.0, channel_shuffle_p=0.0,
+                                 blur=(0.0, 0.0), translate=0.0, scale=0.0)
+    assert torch.equal(plain, off)  # the default view (and the generator's stream) is unchanged
+    kw = dict(brightness=(1.0, 1.0), channel_gain=0.0, noise_std=0.0)
+    grey = pose_invariant_augment(img, torch.Generator().manual_seed(0), grayscale_p=1.0, **kw)
+    torch.testing.assert_close(grey, img.mean(-3, keepdim=True).expand_as(img))
+    shuffled = pose_invariant_augment(img, torch.Generator().manual_seed(0), channel_shuffle_p=1.0, **kw)
+    for b in range(2):
+        for t in range(3):  # every output channel is one of the input channels
+            assert all(any(torch.equal(shuffled[b, t, c], img[b, t, k]) for k in range(3)) for c in range(3))
+    blurred = pose_invariant_augment(img, torch.Generator().manual_seed(0), blur=(1.0, 1.0), **kw)
+    assert blurred.std() < img.std()
+    torch.testing.assert_close(blurred.mean(), img.mean(), atol=0.02, rtol=0)
+
+
+def test_crop_jitter_shifts_a_dot_within_the_range():
+    img = torch.zeros(64, 1, 32, 32)
+    img[:, :, 16, 16] = 1.0
+    kw = dict(brightness=(1.0, 1.0), channel_gain=0.0, noise_std=0.0)
+    out = pose_invariant_augment(img, torch.Generator().manual_seed(0), translate=0.1, **kw)
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    mass = out[:, 0].sum((-1, -2))
+    cx = (out[:, 0] * xs).sum((-1, -2)) / mass
+    cy = (out[:, 0] * ys).sum((-1, -2)) / mass
+    shift = torch.stack([cx - 16, cy - 16], 1)
+    assert shift.abs().max() <= 0.1 * 32 + 0.6  # ±10 % of the size (bilinear: half a pixel of slack)
+    assert shift.abs().max() > 1.0  # it does move
+    same = pose_invariant_augment(img, torch.Generator().manual_seed(0), translate=0.0, scale=0.0, **kw)
+    assert torch.equal(same, img)

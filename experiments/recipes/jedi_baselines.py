@@ -1,7 +1,7 @@
 """JEDI against its baselines on the multi-frequency and multi-task teachers (spec jedi.md §8i).
 
     python -m experiments.recipes.jedi_baselines [--size tiny|small|paper] [--launcher local|slurm]
-                                                  [--jobs N] [--ablations] [--out DIR]
+                                                  [--jobs N] [--ablations] [--seeds S ...] [--out DIR]
 
 Every row is one run of the framework entry (``python -m experiments.train experiment=jedi/<teacher>
 model=jedi/<model> ...``) in its own directory under ``<out>/runs/<teacher>/<model>/``, on the same
@@ -15,6 +15,9 @@ Writes into ``<out>`` (printed at the end): ``table.md``, ``table.csv`` (held-ou
 held-out-condition R^2, condition classification accuracy, parameter count, training time, status
 and error of every run), ``checks.md`` (JEDI vs the shared RNN and the VAE, PASS/FAIL as measured)
 and ``figures/{r2,accuracy}.png``. A failed run is a row with its error; the others go on.
+``--seeds`` runs every row once per seed (``seed=S``, in ``.../<model>/seed_<S>/``): table.md shows
+mean ± standard deviation over seeds, table.csv one line per run, and a check passes only if JEDI
+wins at every seed (paired by seed).
 
 Sizes: ``tiny`` is a smoke test (a few seconds per run, numbers meaningless); ``small`` fits 2 CPU
 cores in under 30 minutes (demo experiments, fewer epochs and inference steps); ``paper`` runs the
@@ -188,16 +191,40 @@ def markdown_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
 
 
-def write_tables(results: list[tuple[str, Row, dict]], out: Path, size: str) -> str:
+def seed_mean(runs: list[dict]) -> dict:
+    """One row's runs (one per seed) as one metrics dict: numbers averaged over the runs that have
+    them, ``status`` completed only if every run completed, errors joined."""
+    out = {k: float(np.mean([r[k] for r in runs if isinstance(r.get(k), (int, float))]))
+           for k in {k for r in runs for k, v in r.items() if isinstance(v, (int, float))}}
+    out["status"] = "completed" if all(r.get("status") == "completed" for r in runs) else "failed"
+    errors = [str(r["error"]) for r in runs if r.get("error")]
+    if errors:
+        out["error"] = "; ".join(errors)
+    return out
+
+
+def fmt_runs(runs: list[dict], key: str) -> str:
+    """A column's value over seeds: the mean, with ± the standard deviation for R^2 and accuracies."""
+    values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+    text = fmt(seed_mean(runs).get(key), key)
+    if len(values) > 1 and not key.startswith(("time/", "model/")):
+        text += f" ± {np.std(values, ddof=1):.3f}"
+    return text
+
+
+def write_tables(results: list[tuple[str, Row, list[dict]]], out: Path, size: str) -> str:
     header = ["teacher", "model", *[c for c, _ in COLUMNS], "status", "error"]
     csv_rows, md_rows = [], []
-    for teacher, row, m in results:
+    for teacher, row, runs in results:
+        m = seed_mean(runs)
         err = str(m.get("error", "")).replace("|", "/").replace("\n", " ")[:160]
-        csv_rows.append([teacher, row.name, *[m.get(k, "") for _, k in COLUMNS], m.get("status", "?"), err])
-        md_rows.append([teacher, row.name, *[fmt(m.get(k), k) for _, k in COLUMNS], m.get("status", "?"), err])
+        for r in runs:
+            csv_rows.append([teacher, row.name, r.get("seed", ""), *[r.get(k, "") for _, k in COLUMNS],
+                             r.get("status", "?"), r.get("error", "")])
+        md_rows.append([teacher, row.name, *[fmt_runs(runs, k) for _, k in COLUMNS], m.get("status", "?"), err])
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(header)
+        w.writerow(header[:2] + ["seed"] + header[2:])
         w.writerows(csv_rows)
     notes = [
         "", f"Size `{size}`. R^2: variance-weighted, on held-out trials of seen conditions and on trials of",
@@ -209,17 +236,20 @@ def write_tables(results: list[tuple[str, Row, dict]], out: Path, size: str) -> 
         "inferred for held-out trials); train -> held-out: fitted on training embeddings, scored on those",
         "inferred for held-out trials. The shared RNN has no embedding (–; chance in the next column).",
         "Fit time: wall seconds of trainer.fit (training plus periodic validation) on this machine.",
+        *([f"Seeds {sorted({r.get('seed') for _, _, runs in results for r in runs})}: mean ± standard deviation."]
+          if max(len(runs) for _, _, runs in results) > 1 else []),
     ]
     text = markdown_table(header, md_rows) + "\n" + "\n".join(notes) + "\n"
     (out / "table.md").write_text(text)
     return text
 
 
-def write_checks(results: list[tuple[str, Row, dict]], out: Path) -> str:
+def write_checks(results: list[tuple[str, Row, list[dict]]], out: Path) -> str:
     """The issue's claim per teacher: JEDI beats the shared RNN and the VAE on held-out-condition R^2
-    and on classification accuracy (a model without an embedding is at chance)."""
-    by = {(t, r.model, r.name): m for t, r, m in results}
-    lines = ["| teacher | claim | measured | result |", "|---|---|---|---|"]
+    and on classification accuracy (a model without an embedding is at chance). With several seeds
+    the runs are paired by seed and a claim passes only if JEDI wins at every seed."""
+    by = {(t, r.model, r.name): runs for t, r, runs in results}
+    lines = ["| teacher | claim | measured (mean) | seeds won | result |", "|---|---|---|---|---|"]
     for teacher in TEACHERS:
         jedi = by.get((teacher, None, "JEDI"))
         if jedi is None:
@@ -230,18 +260,24 @@ def write_checks(results: list[tuple[str, Row, dict]], out: Path) -> str:
                 continue
             for label, key in (("held-out-condition R^2", "test/r2_heldout_cond"),
                                ("condition accuracy (CV)", "analysis/probes/accuracy")):
-                a, b = jedi.get(key), other.get(key)
-                if b is None and key == "analysis/probes/accuracy" and model == "shared_rnn":
-                    b = jedi.get("analysis/probes/chance")  # no embedding: chance
-                ok = None if a is None or b is None or math.isnan(a) or math.isnan(b) else a > b
-                verdict = "n/a" if ok is None else ("PASS" if ok else "FAIL")
-                lines.append(f"| {teacher} | JEDI beats {name} on {label} | {fmt(a)} vs {fmt(b)} | {verdict} |")
+                wins = []
+                for j, o in zip(jedi, other):
+                    a, b = j.get(key), o.get(key)
+                    if b is None and key == "analysis/probes/accuracy" and model == "shared_rnn":
+                        b = j.get("analysis/probes/chance")  # no embedding: chance
+                    if a is not None and b is not None and not (math.isnan(a) or math.isnan(b)):
+                        wins.append(a > b)
+                a = seed_mean(jedi).get(key)
+                b = seed_mean(other).get(key, seed_mean(jedi).get("analysis/probes/chance") if model == "shared_rnn" else None)
+                verdict = "n/a" if len(wins) < len(jedi) else ("PASS" if all(wins) else "FAIL")
+                lines.append(f"| {teacher} | JEDI beats {name} on {label} | {fmt(a)} vs {fmt(b)} | "
+                             f"{sum(wins)}/{len(jedi)} | {verdict} |")
     text = "\n".join(lines) + "\n"
     (out / "checks.md").write_text(text)
     return text
 
 
-def write_figures(results: list[tuple[str, Row, dict]], out: Path) -> None:
+def write_figures(results: list[tuple[str, Row, list[dict]]], out: Path) -> None:
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     teachers = [t for t in TEACHERS if any(r[0] == t for r in results)]
@@ -251,7 +287,7 @@ def write_figures(results: list[tuple[str, Row, dict]], out: Path) -> None:
              "condition accuracy")):
         fig, axes = plt.subplots(1, len(teachers), figsize=(6 * len(teachers), 3.8), squeeze=False)
         for ax, teacher in zip(axes[0], teachers):
-            sel = [(r, m) for t, r, m in results if t == teacher]
+            sel = [(r, seed_mean(runs)) for t, r, runs in results if t == teacher]
             x = np.arange(len(sel))
             for i, (label, key) in enumerate(keys):
                 vals = [m.get(key, float("nan")) if m.get("status") == "completed" else float("nan") for _, m in sel]
@@ -281,24 +317,35 @@ def main(argv: Optional[list[str]] = None) -> Path:
                     "matrix, per-trial table)")
     ap.add_argument("--teachers", nargs="+", choices=sorted(TEACHERS), default=list(TEACHERS))
     ap.add_argument("--no-wandb", action="store_true", help="CSV logs only (logger=csv)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="run every row once per seed (mean ± sd; checks paired by seed); default: the config's seed")
     ap.add_argument("--out", type=Path, default=None, help="default: logs/recipes/jedi_baselines_<size>")
     ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override for every run, e.g. trainer=gpu (repeatable)")
     args = ap.parse_args(argv)
     out = (args.out or Path("logs") / "recipes" / f"jedi_baselines_{args.size}").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    todo = [(t, r) for t in args.teachers for r in rows(args.ablations)]
+    seeds = args.seeds or [None]  # None: the config's seed, one run per row
+    todo = [(t, r, sd) for t in args.teachers for r in rows(args.ablations) for sd in seeds]
 
-    def run(item: tuple[str, Row]) -> dict:
-        teacher, row = item
+    def run(item: tuple[str, Row, Optional[int]]) -> dict:
+        teacher, row, seed = item
         run_dir = out / "runs" / teacher / row.slug
-        return launch(command(row, teacher, args.size, run_dir, args.launcher, not args.no_wandb, args.override),
-                      run_dir)
+        extra = list(args.override)
+        if seed is not None:
+            run_dir, extra = run_dir / f"seed_{seed}", extra + [f"seed={seed}"]
+        metrics = launch(command(row, teacher, args.size, run_dir, args.launcher, not args.no_wandb, extra), run_dir)
+        return {**metrics, "seed": seed} if seed is not None else metrics
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         metrics = list(pool.map(run, todo))
-    results = [(t, r, m) for (t, r), m in zip(todo, metrics)]
-    (out / "results.json").write_text(json.dumps({f"{t}/{r.slug}": m for t, r, m in results}, indent=2))
+    by_row: dict[tuple[str, str], list[dict]] = {}
+    for (t, r, _), m in zip(todo, metrics):
+        by_row.setdefault((t, r.slug), []).append(m)
+    results = [(t, r, by_row.pop((t, r.slug))) for t, r, _ in todo if (t, r.slug) in by_row]
+    (out / "results.json").write_text(json.dumps(
+        {f"{t}/{r.slug}" + (f"/seed_{sd}" if sd is not None else ""): m for (t, r, sd), m in zip(todo, metrics)},
+        indent=2))
     print(write_tables(results, out, args.size))
     print(write_checks(results, out))
     write_figures(results, out)

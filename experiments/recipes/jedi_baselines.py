@@ -269,8 +269,9 @@ def write_checks(results: list[tuple[str, Row, list[dict]]], out: Path) -> str:
                         b = j.get("analysis/probes/chance")  # no embedding: chance
                     if a is not None and b is not None and not (math.isnan(a) or math.isnan(b)):
                         wins.append(a > b)
-                a = seed_mean(jedi).get(key)
-                b = seed_mean(other).get(key, seed_mean(jedi).get("analysis/probes/chance") if model == "shared_rnn" else None)
+                jedi_mean, other_mean = seed_mean(jedi), seed_mean(other)
+                a = jedi_mean.get(key)
+                b = other_mean.get(key, jedi_mean.get("analysis/probes/chance") if model == "shared_rnn" else None)
                 verdict = "n/a" if len(wins) < len(jedi) else ("PASS" if all(wins) else "FAIL")
                 lines.append(f"| {teacher} | JEDI beats {name} on {label} | {fmt(a)} vs {fmt(b)} | "
                              f"{sum(wins)}/{len(jedi)} | {verdict} |")
@@ -328,6 +329,7 @@ def main(argv: Optional[list[str]] = None) -> Path:
     out = (args.out or Path("logs") / "recipes" / f"jedi_baselines_{args.size}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = args.seeds or [None]  # None: the config's seed, one run per row
+    # (teacher, row, seed), the seeds of one row consecutive: results slice them back per row
     todo = [(t, r, sd) for t in args.teachers for r in rows(args.ablations) for sd in seeds]
 
     def run(item: tuple[str, Row, Optional[int]]) -> dict:
@@ -341,10 +343,7 @@ def main(argv: Optional[list[str]] = None) -> Path:
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         metrics = list(pool.map(run, todo))
-    by_row: dict[tuple[str, str], list[dict]] = {}
-    for (t, r, _), m in zip(todo, metrics):
-        by_row.setdefault((t, r.slug), []).append(m)
-    results = [(t, r, by_row.pop((t, r.slug))) for t, r, _ in todo if (t, r.slug) in by_row]
+    results = [(t, r, metrics[i:i + len(seeds)]) for i, (t, r, _) in enumerate(todo) if i % len(seeds) == 0]
     (out / "results.json").write_text(json.dumps(
         {f"{t}/{r.slug}" + (f"/seed_{sd}" if sd is not None else ""): m for (t, r, sd), m in zip(todo, metrics)},
         indent=2))

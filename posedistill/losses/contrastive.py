@@ -15,6 +15,8 @@ so these stay pose-invariant (no flip, no rotation).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -61,14 +63,14 @@ def pose_invariant_augment(
     dev, dt = images.device, images.dtype
     rand = lambda *s: torch.rand(s, generator=generator).to(dev, dt)  # noqa: E731
     lo, hi = brightness
-    factor = lo + (hi - lo) * torch.rand(shape, generator=generator).to(dev, dt)
+    factor = lo + (hi - lo) * rand(*shape)
     gain = 1 + channel_gain * (2 * torch.rand((*lead, c, 1, 1), generator=generator) - 1).to(dev, dt)
     noise = noise_std * torch.randn(images.shape, generator=generator).to(dev, dt)
     out = images
     if translate > 0 or scale > 0:
         out = _crop_jitter(out, rand, translate, scale)
     if channel_shuffle_p > 0 and c > 1:
-        perm = torch.stack([torch.randperm(c, generator=generator) for _ in range(int(torch.tensor(lead).prod()))])
+        perm = torch.stack([torch.randperm(c, generator=generator) for _ in range(math.prod(lead))])
         shuffled = torch.gather(out.reshape(-1, c, *out.shape[-2:]), 1,
                                 perm.to(dev)[:, :, None, None].expand(-1, c, *out.shape[-2:])).reshape(out.shape)
         out = torch.where(rand(*shape) < channel_shuffle_p, shuffled, out)

@@ -254,8 +254,10 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
     stable_structure_match, matched_distance,
     stable_matched_distance, close_fraction, stability_agreement, stable_recovered_fraction,
     teacher_stable_data_distance (how close the condition's recordings come to the teacher's stable
-    points, in spreads); plus recovery/spread. Saves fixed_point_recovery.png and the per-condition
-    values in analysis/fixed_point_recovery.npz (``conditions`` and one array per key).
+    points, in spreads); plus recovery/spread and the teacher's task performance on the recorded
+    trials (recovery/teacher/<key>, e.g. response_error_deg, where the recordings carry it). Saves
+    fixed_point_recovery.png and the per-condition values in analysis/fixed_point_recovery.npz
+    (``conditions`` and one array per key).
     """
     full = datamodule.full_set
     names = full.condition_names
@@ -289,6 +291,8 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
         for k in keys:
             out[f"recovery/{group}{names_out.get(k, k)}"] = _finite_mean([per[n][k] for n in members])
     out["recovery/spread"] = spread
+    for k, v in (full.meta.get("teacher_performance") or {}).items():  # is the ground truth a working teacher?
+        out[f"recovery/teacher/{k}"] = float(v)
     np.savez(analysis_array_path(out_dir, "fixed_point_recovery"), conditions=np.asarray(list(per)),
              **{k: np.asarray([per[n][k] for n in per]) for k in keys})
     plot_recovery(teacher_sets, student_sets, frames, full.data, Path(out_dir) / "fixed_point_recovery.png")

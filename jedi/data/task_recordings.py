@@ -169,6 +169,16 @@ class TaskTeacherRecordings:
         teacher.train(was_training)
         return trials, states
 
+    def teacher_performance(self, trials: list[TaskTrial], states: np.ndarray) -> dict:
+        """The task's ``performance`` of the teacher's outputs on the recorded trials, mean over trials
+        (e.g. MemoryPro ``response_error_deg``): fixed points are ground truth only for a teacher that
+        does its task on the trials it is recorded on."""
+        with torch.no_grad():
+            dev = next(self.teacher.parameters()).device
+            outputs = self.teacher.outputs(torch.from_numpy(states).to(dev)).cpu().numpy()  # (n, T, n_out)
+        scores = [self.task.performance(tr, outputs[i, : tr.n_steps]) for i, tr in enumerate(trials)]
+        return {k: float(np.mean([sc[k] for sc in scores])) for k in scores[0]}
+
     def __call__(self) -> TrialSet:
         trials, states = self.record()
         rates = np.tanh(states)
@@ -195,7 +205,8 @@ class TaskTeacherRecordings:
                                            self.init_noise, self.finder, self.seed, self.n_eigenvalues)
         meta = {"teacher_fixed_points": {"conditions": {name: c for c, name in enumerate(names)},
                                          "inputs": np.stack(cond_inputs).tolist(), "alpha": float(self.teacher.alpha)},
-                "task": type(self.task).__name__, **arrays}
+                "task": type(self.task).__name__, "teacher_performance": self.teacher_performance(trials, states),
+                **arrays}
         extras = {k: torch.from_numpy(np.asarray(seg[k])) for k in ("inputs", "trial", "start", "length")}
         return TrialSet(data=torch.from_numpy(seg["data"]), conditions=torch.from_numpy(conditions).long(),
                         condition_names=names, dt=float(self.task.dt), extras=extras, meta=meta)

@@ -140,6 +140,16 @@ class MemoryPro:
         return TaskTrial(_add_noise(clean, noise, rng), clean, targets, mask, segments,
                          {"theta": theta, "steps": steps})
 
+    @staticmethod
+    def performance(trial: TaskTrial, outputs: np.ndarray) -> dict:
+        """How well outputs (T, 3) do the trial: ``response_error_deg``, the absolute angle between
+        the mean scored response output (cos, sin) and the trial's direction, in degrees."""
+        scored = trial.mask[:, 1] > 0
+        scored[: trial.segments[-1].start] = False  # the response epoch only
+        c, s = outputs[scored, 1].mean(), outputs[scored, 2].mean()
+        error = math.degrees(math.atan2(s, c) - trial.info["theta"])
+        return {"response_error_deg": abs((error + 180.0) % 360.0 - 180.0)}
+
 
 def pattern_label(bits: np.ndarray) -> str:
     """Condition label of a held bit pattern, e.g. [1, -1, 1] -> '+-+'."""
@@ -213,6 +223,13 @@ class FlipFlop:
                 segments.append(Segment(int(a), int(b), pattern_label(targets[a])))
         noise = self.input_noise if input_noise is None else input_noise
         return TaskTrial(_add_noise(clean, noise, rng), clean, targets, mask, segments, {"pulses": pulses})
+
+    @staticmethod
+    def performance(trial: TaskTrial, outputs: np.ndarray) -> dict:
+        """How well outputs (T, n_bits) do the trial: ``bit_accuracy``, the fraction of scored
+        (step, bit) entries whose output sign is the held bit."""
+        scored = trial.mask > 0
+        return {"bit_accuracy": float((np.sign(outputs[scored]) == trial.targets[scored]).mean())}
 
 
 def stack_trials(trials: Sequence[TaskTrial], n_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

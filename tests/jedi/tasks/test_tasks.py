@@ -116,3 +116,28 @@ def test_task_datamodule_is_seeded_and_padded():
     assert not m[3, tr.n_steps:].any()
     assert not torch.equal(a.val_set.tensors[0][0], u[0])  # val trials come from another stream
     assert len(list(a.train_dataloader())) == 3
+
+
+@pytest.mark.parametrize("rotation_deg", [0.0, 30.0, -100.0, 179.0])
+def test_memorypro_performance_is_the_response_angle_error(rotation_deg):
+    task = MemoryPro(input_noise=0.0)
+    for i in range(8):
+        tr = task.new_trial(trial_rng(2, i), **task.conditions()[i])
+        out = tr.targets.copy()
+        phi = tr.info["theta"] + np.radians(rotation_deg)
+        r0 = tr.segments[-1].start
+        out[r0:, 1:] = 0.5 * np.array([np.cos(phi), np.sin(phi)])  # a rotated (and shrunk) report
+        out[:r0, 1:] = 3.0  # outputs before the response epoch are not scored
+        error = task.performance(tr, out)["response_error_deg"]
+        assert error == pytest.approx(abs(rotation_deg), abs=1e-3)
+
+
+def test_flipflop_performance_is_the_fraction_of_correct_signs():
+    task = FlipFlop(n_steps=300, switch_prob=0.03)
+    tr = task.new_trial(trial_rng(3, 0))
+    scored = tr.mask > 0
+    assert task.performance(tr, 0.7 * tr.targets)["bit_accuracy"] == 1.0
+    flipped = tr.targets.copy()
+    flipped[:, 0] *= -1  # bit 0 always wrong
+    expected = 1.0 - scored[:, 0].sum() / scored.sum()
+    assert task.performance(tr, flipped)["bit_accuracy"] == pytest.approx(expected)

@@ -75,12 +75,15 @@ def test_cut_segments_crops_pads_and_checks_constancy():
 
 def _bistable_teacher(gain: float = 2.0) -> TaskTeacherModule:
     """3 uncoupled bistable units (J = gain I, W_in = 4 I, b = 0): a hand-built flip-flop whose
-    zero-input fixed points are known: x_k in {0, +-x*} with x* = gain tanh x*."""
+    zero-input fixed points are known: x_k in {0, +-x*} with x* = gain tanh x*. Output k = rate k,
+    so it reports the held bits."""
     m = TaskTeacherModule(n_inputs=3, n_outputs=3, n_units=3, alpha=0.2)
     with torch.no_grad():
         m.J.copy_(gain * torch.eye(3))
         m.W_in.copy_(4.0 * torch.eye(3))
         m.b.zero_()
+        m.readout.weight.copy_(torch.eye(3))
+        m.readout.bias.zero_()
     return m.eval().requires_grad_(False)
 
 
@@ -124,6 +127,11 @@ def test_recordings_of_a_known_flipflop_teacher():
                                    atol=1e-5)
         # unstable points have a zero coordinate (the origin of a unit is unstable: 0.8 + 0.4 > 1)
         assert np.all(np.min(np.abs(fp["x"][~fp["stable"]]), axis=1) < 1e-4)
+    # the hand-built flip-flop does its task on the recorded trials (its outputs are its rates)
+    assert ts.meta["teacher_performance"]["bit_accuracy"] > 0.97
+    with torch.no_grad():
+        teacher.readout.weight.neg_()  # a readout reporting every bit inverted
+    assert rec.teacher_performance(trials, states)["bit_accuracy"] < 0.03
 
 
 def test_recordings_cache_key_tracks_the_teacher_and_datamodule_caches(tmp_path):

@@ -207,7 +207,7 @@ class H36MCropDataModule(_PoolDataModule):
             raise ValueError(f"data.item must be 'frame' or 'clip', got {item!r}")
         train_subjects, test_subjects = list(train_subjects), list(test_subjects)
         cameras, test_cameras = [str(c) for c in cameras], [str(c) for c in test_cameras]
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
 
     @property
     def dims(self) -> dict:
@@ -240,7 +240,7 @@ class MPI3DHPCropDataModule(_PoolDataModule):
                  batch_size: int = 8, eval_batch_size: int = 64, seed: int = 0, num_workers: int = 0):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, None)
         train_sequences, test_sequences = list(train_sequences), list(test_sequences)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
 
     @property
     def dims(self) -> dict:
@@ -265,7 +265,7 @@ class LabelledCropsDataModule(_PoolDataModule):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, None)
         if not 0 < val_fraction < 1:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
 
     @property
     def dims(self) -> dict:

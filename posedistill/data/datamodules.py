@@ -147,7 +147,7 @@ class PoseSequenceDataModule(_PoolDataModule):
                  num_workers: int = 0):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
         elevation = tuple(float(e) for e in elevation)  # plain types: checkpoints load weights_only
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
         self.train_pool = self.val_pool = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -179,7 +179,7 @@ class SourceImageDataModule(_StyledDataModule, _PoolDataModule):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
         source_style_overrides = plain_overrides(source_style_overrides)
         target_style_overrides = plain_overrides(target_style_overrides)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
         self.styles()  # unknown style names or fields fail here, before any rendering
 
     def setup(self, stage: str | None = None) -> None:
@@ -205,7 +205,7 @@ class TargetClipDataModule(_StyledDataModule, _PoolDataModule):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
         source_style_overrides = plain_overrides(source_style_overrides)
         target_style_overrides = plain_overrides(target_style_overrides)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
         self.styles()  # unknown style names or fields fail here, before any rendering
 
     def setup(self, stage: str | None = None) -> None:
@@ -227,7 +227,7 @@ class H36MSequenceDataModule(PoseSequenceDataModule):
                  seed: int = 0, num_workers: int = 0):
         super(PoseSequenceDataModule, self).__init__(batch_size, eval_batch_size, num_workers, seed, None)
         train_subjects, test_subjects = tuple(train_subjects), tuple(test_subjects)
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
         self.train_pool = self.val_pool = None
 
     def setup(self, stage: str | None = None) -> None:

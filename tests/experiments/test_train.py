@@ -141,3 +141,16 @@ def test_full_rank_ablation_runs_one_step(compose_cfg):
         cfg.analyze = False
     metrics = run_task(train, cfg)
     assert "test/r2" in metrics
+
+
+def test_model_seed_override_alone_runs_with_a_logger(compose_cfg):
+    # varying the initialisation while keeping the data: the model's seed differs from the datamodule's,
+    # which Lightning refuses to merge into one hyper-parameter set unless only the run logs the config
+    cfg = shrink(compose_cfg(["experiment=posedistill/priors_demo", "debug=fdr", "logger=csv", "model.seed=7"]))
+    with open_dict(cfg):
+        cfg.analyze = False
+    run_task(train, cfg)
+    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert saved["status"] == "completed"
+    logged = OmegaConf.load(Path(cfg.paths.output_dir) / "csv" / "hparams.yaml")
+    assert logged.model.seed == 7 and logged.data.seed == cfg.seed

@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.glue.build import build_datamodule, build_model, build_trainer

@@ -10,7 +10,8 @@ def bits_per_spike_numpy(spikes, rates):
     y, lam = spikes.reshape(-1, spikes.shape[-1]), np.maximum(rates.reshape(-1, rates.shape[-1]), 1e-9)
     valid = ~np.isnan(y)
     null = np.array([np.nanmean(y[:, k]) for k in range(y.shape[1])])
-    def nll(l):
-        terms = l - y * np.log(l) + gammaln(y + 1)
+
+    def nll(rate):
+        terms = rate - y * np.log(rate) + gammaln(y + 1)
         return np.sum(terms[valid])
     return (nll(np.broadcast_to(null, y.shape)) - nll(lam)) / (np.log(2) * np.nansum(y))

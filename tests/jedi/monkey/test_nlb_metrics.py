@@ -55,7 +55,8 @@ def _ridge_cv_numpy(Xtr, Ytr, alphas, k=5):
     """Independent ridge: augmented least squares with an unpenalised intercept column."""
     def fit(X, Y, a):
         Xa = np.hstack([X, np.ones((len(X), 1))])
-        P = a * np.eye(Xa.shape[1]); P[-1, -1] = 0.0
+        P = a * np.eye(Xa.shape[1])
+        P[-1, -1] = 0.0
         return np.linalg.solve(Xa.T @ Xa + P, Xa.T @ Y)
     def pred(X, B):
         return np.hstack([X, np.ones((len(X), 1))]) @ B

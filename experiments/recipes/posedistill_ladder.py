@@ -1,6 +1,6 @@
 """PoseDistill ablation ladder (paper Table 5) and baselines on the synthetic benchmark.
 
-    python -m experiments.recipes.posedistill_ladder [--size tiny|small|paper] [--out DIR]
+    python -m experiments.recipes.posedistill_ladder [--size tiny|small|paper] [--out DIR] [--seeds 12345 1 2]
 
 Each row is one run of the framework entry (``python -m experiments.train experiment=...``) in
 its own directory; the stage cache (``paths.cache_dir``) makes the shared stages A–D train once.
@@ -9,8 +9,12 @@ Rows: source only → +contrastive (L_LCR + L_HCR; also the "contrastive only"/O
 self-training, DANN and the oracle (target labels); then, not the paper's method, AdaBN rows on a
 BatchNorm G^s (its own source-only row, AdaBN alone, AdaBN + the full method). Every adaptation row sees the same batches
 (the relation rows take one round robin of their energies per batch). ``--jobs N`` runs N rows at
-a time once the first row has trained the stages. Writes ``ladder.md``, ``ladder.csv``, ``checks.md`` (the claims the issue asks
-for, each PASS/FAIL as measured) and ``figures/`` (predicted vs true skeletons, PA-MPJPE bars).
+a time once the first row has trained the stages. ``--seeds S ...`` runs every row once per stage-E
+seed (``model.seed``: the adaptation's own randomness, e.g. its positives' augmentations; the data,
+the batches and the cached stages A–D stay the same) and reports the mean and the standard deviation
+over seeds, so that a rung's step can be read against stage E's run-to-run spread. Writes
+``ladder.md``, ``ladder.csv``, ``checks.md`` (the claims the issue asks for, each PASS/FAIL as
+measured) and ``figures/`` (predicted vs true skeletons, PA-MPJPE bars).
 """
 from __future__ import annotations
 
@@ -92,10 +96,15 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
 
 
-def run_one(row: Row, size: str, out: Path, cache_dir: Path, extra: list[str]) -> dict:
-    """Launch one run through the framework entry; returns its metrics.json."""
+def run_dir_of(out: Path, row: Row, seed: int | None) -> Path:
+    return out / "runs" / (slug(row.name) + ("" if seed is None else f"_seed{seed}"))
+
+
+def run_one(row: Row, size: str, out: Path, cache_dir: Path, extra: list[str], seed: int | None = None) -> dict:
+    """Launch one run through the framework entry (stage-E seed ``seed``, None: the config's);
+    returns its metrics.json."""
     suffix = SIZES[size]
-    run_dir = out / "runs" / slug(row.name)
+    run_dir = run_dir_of(out, row, seed)
     metrics_file = run_dir / "metrics.json"
     if metrics_file.exists() and json.loads(metrics_file.read_text()).get("status") == "completed":
         return json.loads(metrics_file.read_text())
@@ -103,6 +112,7 @@ def run_one(row: Row, size: str, out: Path, cache_dir: Path, extra: list[str]) -
         sys.executable, "-m", "experiments.train", f"experiment=posedistill/{row.experiment}{suffix}",
         "logger=csv", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}", "extras.print_config=false",
         "++trainer.enable_checkpointing=true", *(TINY if size == "tiny" else []), *row.overrides, *extra,
+        *([] if seed is None else [f"model.seed={seed}"]),
     ]
     print("$", " ".join(cmd), flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -113,15 +123,31 @@ def run_one(row: Row, size: str, out: Path, cache_dir: Path, extra: list[str]) -
     return json.loads(metrics_file.read_text())
 
 
-def write_tables(results: list[tuple[Row, dict]], out: Path) -> None:
-    pa = {row.name: m.get("test/pa_mpjpe") for row, m in results}
-    header = ["method", *[m.split("/", 1)[1] for m in METRICS], "PA-MPJPE / source-only", "status"]
+def seed_mean(runs: list[dict], key: str) -> float | None:
+    """Mean of ``key`` over a row's runs (one per seed); None unless every run has it."""
+    vals = [m.get(key) for m in runs]
+    return None if not vals or None in vals else float(np.mean(vals))
+
+
+def seed_sd(runs: list[dict], key: str) -> float | None:
+    """Sample standard deviation of ``key`` over a row's runs; None for fewer than two."""
+    vals = [m.get(key) for m in runs]
+    return None if len(vals) < 2 or None in vals else float(np.std(vals, ddof=1))
+
+
+def write_tables(results: list[tuple[Row, list[dict]]], out: Path) -> None:
+    """ladder.md / ladder.csv: per row the seed means of METRICS, the PA-MPJPE sd over seeds, the
+    ratio of mean PA-MPJPE to the row's baseline and the runs' statuses."""
+    pa = {row.name: seed_mean(runs, "test/pa_mpjpe") for row, runs in results}
+    header = ["method", *[m.split("/", 1)[1] for m in METRICS], "pa_mpjpe sd over seeds", "seeds",
+              "PA-MPJPE / source-only", "status"]
     table = []
-    for row, m in results:
-        vals = [m.get(k) for k in METRICS]
-        src = pa.get(row.baseline)
-        ratio = m.get("test/pa_mpjpe") / src if src and m.get("test/pa_mpjpe") is not None else None
-        table.append([row.name, *vals, ratio, m.get("status", "?")])
+    for row, runs in results:
+        vals = [seed_mean(runs, k) for k in METRICS]
+        src, own = pa.get(row.baseline), pa[row.name]
+        ratio = own / src if src and own is not None else None
+        status = ",".join(sorted({m.get("status", "?") for m in runs}))
+        table.append([row.name, *vals, seed_sd(runs, "test/pa_mpjpe"), len(runs), ratio, status])
     with open(out / "ladder.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -132,14 +158,17 @@ def write_tables(results: list[tuple[Row, dict]], out: Path) -> None:
     lines += ["", "Errors in mm on the synthetic target test clips (MPJPE root-aligned; *_gtbones: predicted",
               "bones rescaled to ground-truth lengths); PCK@150 mm and AUC(0:5:150) in %. Paper (Table 5,",
               "S→H, submission) ratio full / source-only: 86.8 / 209.6 = 0.41. The ratio column divides by",
-              "the source-only row of the same G^s (the BatchNorm rows by 'source only, BatchNorm G^s')."]
+              "the source-only row of the same G^s (the BatchNorm rows by 'source only, BatchNorm G^s').",
+              "With several seeds every number is the mean over seeds (sd: sample standard deviation)."]
     (out / "ladder.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def write_checks(results: list[tuple[Row, dict]], out: Path) -> None:
-    """The issue's claims, evaluated on the measured numbers (no tuning of the evaluation)."""
-    pa = {row.name: m.get("test/pa_mpjpe") for row, m in results}
+def write_checks(results: list[tuple[Row, list[dict]]], out: Path) -> None:
+    """The issue's claims, evaluated on the measured seed means (no tuning of the evaluation); with
+    several seeds a step also says whether it exceeds the seeds' spread (the two rows' sds combined)."""
+    pa = {row.name: seed_mean(runs, "test/pa_mpjpe") for row, runs in results}
+    sd = {row.name: seed_sd(runs, "test/pa_mpjpe") for row, runs in results}
     ladder = [pa[row.name] for row, _ in results if row.ladder]
     names = [row.name for row, _ in results]
     full, src = pa[names[4]], pa[names[0]]
@@ -150,13 +179,21 @@ def write_checks(results: list[tuple[Row, dict]], out: Path) -> None:
 
     have = all(v is not None for v in ladder)
     mm = lambda v: "–" if v is None else f"{v:.1f} mm"  # noqa: E731
+
+    def step(a: str, b: str) -> str:
+        """'a vs b' in mm, with a's gain over b against the combined seed sd when both rows have one."""
+        text = f"{mm(pa.get(a))} vs {mm(pa.get(b))}"
+        if None in (sd.get(a), sd.get(b), pa.get(a), pa.get(b)):
+            return text
+        spread = float(np.hypot(sd[a], sd[b]))
+        return f"{text} (gain {pa[b] - pa[a]:+.1f} mm, seed sd {spread:.1f} mm)"
     check("full PA-MPJPE ≤ 0.6 × source-only", f"{mm(full)} vs 0.6 × {mm(src)}", (full <= 0.6 * src) if have else None)
     for i in range(1, len(ladder)):
-        check(f"'{names[i]}' improves on '{names[i - 1]}'", f"{mm(ladder[i])} vs {mm(ladder[i - 1])}",
+        check(f"'{names[i]}' improves on '{names[i - 1]}'", step(names[i], names[i - 1]),
               (ladder[i] < ladder[i - 1]) if have else None)
     for other in (names[1], names[5]):
         o = pa.get(other)
-        check(f"full beats '{other}'", f"{mm(full)} vs {mm(o)}", (full < o) if full is not None and o is not None else None)
+        check(f"full beats '{other}'", step(names[4], other), (full < o) if full is not None and o is not None else None)
     bn_src, adabn, adabn_full = (pa.get(n) for n in ("source only, BatchNorm G^s", "AdaBN (target BatchNorm statistics only)",
                                                       "AdaBN + full method"))
     if None not in (bn_src, adabn, adabn_full):  # not the issue's claims: the AdaBN rows (BatchNorm G^s)
@@ -174,10 +211,11 @@ def _draw(ax, pose: np.ndarray, colour: str) -> None:
         ax.plot(pose[[p, c], 0], -pose[[p, c], 1], color=colour, lw=1.5)
 
 
-def write_figures(results: list[tuple[Row, dict]], out: Path, n: int = 4) -> None:
+def write_figures(results: list[tuple[Row, list[dict]]], out: Path, seeds: list[int | None], n: int = 4) -> None:
+    """figures/skeletons.png (the first seed's test frames) and figures/pa_mpjpe.png (seed means)."""
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    shown = [(row, out / "runs" / slug(row.name) / "test_examples.npz") for row, _ in results]
+    shown = [(row, run_dir_of(out, row, seeds[0]) / "test_examples.npz") for row, _ in results]
     shown = [(row, f) for row, f in shown if f.exists()]
     if shown:
         fig, axes = plt.subplots(len(shown), n, figsize=(2 * n, 2 * len(shown)), squeeze=False)
@@ -196,7 +234,8 @@ def write_figures(results: list[tuple[Row, dict]], out: Path, n: int = 4) -> Non
         fig.tight_layout()
         fig.savefig(fig_dir / "skeletons.png", dpi=120)
         plt.close(fig)
-    vals = [(row.name, m.get("test/pa_mpjpe")) for row, m in results if m.get("test/pa_mpjpe") is not None]
+    vals = [(row.name, seed_mean(runs, "test/pa_mpjpe")) for row, runs in results]
+    vals = [v for v in vals if v[1] is not None]
     if vals:
         fig, ax = plt.subplots(figsize=(7, 3))
         ax.barh([v[0] for v in vals][::-1], [v[1] for v in vals][::-1], color="tab:blue")
@@ -212,27 +251,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="default: logs/recipes/posedistill_ladder_<size>")
     ap.add_argument("--cache-dir", type=Path, default=None, help="stage cache; default: the framework's paths.cache_dir")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time after the first (which trains the stages)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                    help="stage-E seeds (model.seed), one run per row and seed; default: the config's seed only")
     ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override for every run, e.g. trainer.accelerator=gpu (repeatable)")
     args = ap.parse_args(argv)
     out = (args.out or Path("logs") / "recipes" / f"posedistill_ladder_{args.size}").resolve()
     cache = (args.cache_dir or Path(os.environ.get("DATA_DIR", "data")) / "cache").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    todo = rows()
-    # the first row of every stage variant (the plain G^s, the BatchNorm G^s) trains (or reuses) the shared
-    # stages A–D, one after the other; the other rows then only load them
-    done: dict[str, dict] = {}
-    for row in todo:
-        if row.stage_overrides() not in {r.stage_overrides() for r in todo if r.name in done}:
-            done[row.name] = run_one(row, args.size, out, cache, args.override)
-    rest = [r for r in todo if r.name not in done]
+    seeds: list[int | None] = args.seeds or [None]
+    todo = [(row, s) for row in rows() for s in seeds]
+    # the first run of every stage variant (the plain G^s, the BatchNorm G^s) trains (or reuses) the shared
+    # stages A–D, one after the other; the other runs then only load them
+    done: dict[tuple[str, int | None], dict] = {}
+    for row, s in todo:
+        if row.stage_overrides() not in {r.stage_overrides() for r, t in todo if (r.name, t) in done}:
+            done[(row.name, s)] = run_one(row, args.size, out, cache, args.override, s)
+    rest = [(r, s) for r, s in todo if (r.name, s) not in done]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        done.update(zip([r.name for r in rest], pool.map(lambda r: run_one(r, args.size, out, cache, args.override), rest)))
-    results = [(r, done[r.name]) for r in todo]
-    (out / "results.json").write_text(json.dumps({r.name: m for r, m in results}, indent=2))
+        metrics = pool.map(lambda rs: run_one(rs[0], args.size, out, cache, args.override, rs[1]), rest)
+        done.update(zip([(r.name, s) for r, s in rest], metrics))
+    results = [(row, [done[(row.name, s)] for s in seeds]) for row in rows()]
+    (out / "results.json").write_text(json.dumps(
+        {row.name: {str(s if s is not None else "config"): m for s, m in zip(seeds, runs)} for row, runs in results},
+        indent=2))
     write_tables(results, out)
     write_checks(results, out)
-    write_figures(results, out)
+    write_figures(results, out, seeds)
     print(f"wrote {out}/ladder.md, ladder.csv, checks.md, figures/")
 
 

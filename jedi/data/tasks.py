@@ -76,7 +76,9 @@ class MemoryPro:
     on, no stimulus), stimulus (fixation on, cos θ / sin θ on), memory (fixation on), response
     (fixation off). Targets: fixation 1 until the response epoch and 0 in it; (cos θ, sin θ) in the
     response epoch, 0 before. The first ``response_grace_ms`` of the response epoch are not scored.
-    Training draws θ ~ U(0, 2π); recordings pass one of ``n_directions`` equally spaced θ.
+    Training draws θ ~ U(0, 2π), or with ``train_directions=k`` one of k equally spaced θ (a teacher
+    with k point attractors instead of a drifting ring); recordings pass one of ``n_directions``
+    equally spaced θ.
     """
 
     epochs = ("context", "stimulus", "memory", "response")
@@ -86,10 +88,14 @@ class MemoryPro:
     def __init__(self, dt: float = 0.02, input_noise: float = 0.3,
                  context_ms: Sequence[float] = (300, 700), stimulus_ms: Sequence[float] = (200, 1600),
                  memory_ms: Sequence[float] = (200, 1600), response_ms: Sequence[float] = (300, 700),
-                 response_grace_ms: float = 100.0, n_directions: int = 8):
+                 response_grace_ms: float = 100.0, n_directions: int = 8,
+                 train_directions: Optional[int] = None):
         if dt <= 0:
             raise ValueError(f"task.dt must be > 0, got {dt}")
+        if train_directions is not None and train_directions < 1:
+            raise ValueError(f"task.train_directions must be null (continuous θ) or >= 1, got {train_directions}")
         self.dt, self.input_noise, self.n_directions = dt, input_noise, n_directions
+        self.train_directions = train_directions
         self.ranges = {}
         for name, ms in zip(self.epochs, (context_ms, stimulus_ms, memory_ms, response_ms)):
             lo, hi = (int(round(v / 1000.0 / dt)) for v in ms)
@@ -115,8 +121,10 @@ class MemoryPro:
     def new_trial(self, rng: np.random.Generator, theta: Optional[float] = None,
                   durations: Optional[dict] = None, input_noise: Optional[float] = None) -> TaskTrial:
         """A trial with direction ``theta`` (random if None) and epoch ``durations`` in steps."""
-        if theta is None:
+        if theta is None and self.train_directions is None:
             theta = float(rng.uniform(0.0, 2 * np.pi))
+        elif theta is None:
+            theta = 2 * np.pi * int(rng.integers(self.train_directions)) / self.train_directions
         steps = {}
         for name in self.epochs:  # always draw, so forcing one duration leaves the others unchanged
             lo, hi = self.ranges[name]

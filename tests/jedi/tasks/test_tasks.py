@@ -52,6 +52,16 @@ def test_memorypro_forced_condition_and_labels():
     assert len(task.conditions()) == 8
 
 
+def test_memorypro_training_directions_continuous_or_on_a_grid():
+    thetas = [MemoryPro().new_trial(trial_rng(1, i)).info["theta"] for i in range(200)]
+    assert len(set(np.round(thetas, 6))) == 200 and 0 <= min(thetas) and max(thetas) < 2 * np.pi
+    task = MemoryPro(train_directions=4)
+    grid = [task.new_trial(trial_rng(1, i)).info["theta"] for i in range(200)]
+    assert set(np.round(np.degrees(grid), 6)) == {0.0, 90.0, 180.0, 270.0}
+    with pytest.raises(ValueError, match="task.train_directions"):
+        MemoryPro(train_directions=0)
+
+
 def _independent_flipflop_targets(clean: np.ndarray, pulses: np.ndarray) -> np.ndarray:
     """Target = sign of the latest pulse onset per bit (0 before any), by a cumulative-max index."""
     T, K = pulses.shape

@@ -129,12 +129,20 @@ class TaskTeacherRecordings:
         process_noise: teacher process noise while recording. obs_noise: Gaussian noise added to rates.
         fixed_points: finder settings: n_inits per input, init_noise, n_eigenvalues kept, and any
             ``FinderOptions`` field (e.g. max_iters, max_q, tol_unique).
-        seed: seeds trials, noise and finder initial states.
+        perturbation: optional perturbation trials, dict with ``n_trials`` (recorded after the
+            ``n_trials`` task trials, conditions cycling the same way), ``epoch`` (e.g. ``memory``) and
+            ``std``: at that epoch's onset the teacher's state x gets N(0, std²) noise per unit and the
+            teacher then runs on unchanged (a photostimulation-style probe of the flow around the
+            epoch's attractors, which slow dynamics never reach within the recordings). Their segments
+            are data like any other (``extras["perturbed"]`` marks them); the ground-truth fixed points
+            are searched from the unperturbed trials' states only.
+        seed: seeds trials, noise, perturbations and finder initial states.
     """
 
     def __init__(self, upstream: dict, task, n_trials: int = 64, segment_len: int = 20, drop_steps: int = 2,
                  min_steps: int = 10, input_noise: float = 0.0, process_noise: float = 0.0, obs_noise: float = 0.0,
-                 fixed_points: Optional[dict] = None, seed: int = 0, teacher_key: str = "teacher"):
+                 fixed_points: Optional[dict] = None, perturbation: Optional[dict] = None, seed: int = 0,
+                 teacher_key: str = "teacher"):
         if teacher_key not in (upstream or {}):
             raise ValueError(f"data.upstream must provide the trained teacher stage {teacher_key!r}, got {sorted(upstream or {})}")
         if n_trials < 1:
@@ -146,28 +154,57 @@ class TaskTeacherRecordings:
         self.n_inits, self.init_noise = int(fp.pop("n_inits")), float(fp.pop("init_noise"))
         self.n_eigenvalues = int(fp.pop("n_eigenvalues"))
         self.finder = FinderOptions(**fp)
+        self.perturbation = self._check_perturbation(perturbation, task)
+
+    @staticmethod
+    def _check_perturbation(perturbation: Optional[dict], task) -> Optional[dict]:
+        if not perturbation:
+            return None
+        p = dict(perturbation)
+        unknown = set(p) - {"n_trials", "epoch", "std"}
+        if unknown or not {"n_trials", "epoch", "std"} <= set(p):
+            raise ValueError(f"data.recordings.perturbation needs exactly n_trials, epoch, std; got {sorted(p)}")
+        epochs = getattr(task, "epochs", ())
+        if p["epoch"] not in epochs:
+            raise ValueError(f"data.recordings.perturbation.epoch={p['epoch']!r} is not an epoch of "
+                             f"{type(task).__name__} (epochs: {list(epochs)})")
+        if int(p["n_trials"]) < 1 or float(p["std"]) <= 0:
+            raise ValueError(f"data.recordings.perturbation needs n_trials >= 1 and std > 0, got {p}")
+        return {"n_trials": int(p["n_trials"]), "epoch": str(p["epoch"]), "std": float(p["std"])}
 
     def cache_key(self) -> dict:
         """Everything the recordings depend on, including a hash of the teacher's weights."""
         task = {k: v for k, v in vars(self.task).items() if not k.startswith("_")}
         mine = {k: v for k, v in vars(self).items() if k not in ("teacher", "task", "finder")}
+        if mine["perturbation"] is None:  # keys of recordings without perturbation trials stay as they were
+            del mine["perturbation"]
         return {"task": type(self.task).__name__, "task_args": task, "recording": mine, "ground_truth": "per_condition",
                 "finder": vars(self.finder), "teacher": module_hash(self.teacher)}
 
     def record(self) -> tuple[list[TaskTrial], np.ndarray]:
-        """Generate the trials and run the teacher; returns trials and states x (n, T, N)."""
+        """Generate the trials (task trials, then any perturbation trials) and run the teacher;
+        returns trials and states x (n, T, N)."""
         conds = self.task.conditions()
+        n_perturbed = self.perturbation["n_trials"] if self.perturbation else 0
         trials = [self.task.new_trial(trial_rng(self.seed, i), input_noise=self.input_noise, **conds[i % len(conds)])
-                  for i in range(self.n_trials)]
+                  for i in range(self.n_trials + n_perturbed)]
         inputs, _, _ = stack_trials(trials, max(t.n_steps for t in trials))
         teacher = self.teacher
         was_training = teacher.training
         teacher.eval()
         with torch.no_grad():
             dev = next(teacher.parameters()).device
-            states = teacher(inputs.to(dev), noise_std=self.process_noise).cpu().numpy()
+            inputs = inputs.to(dev)
+            states = teacher(inputs, noise_std=self.process_noise)  # (n, T, N); states[:, t] = x_{t+1}
+            if n_perturbed:
+                rng = torch.Generator().manual_seed(self.seed + 2)
+                for i in range(self.n_trials, len(trials)):
+                    onset = next(g.start for g in trials[i].segments if g.label.split("/")[0] == self.perturbation["epoch"])
+                    kick = self.perturbation["std"] * torch.randn(states.shape[2], generator=rng, dtype=states.dtype)
+                    x0 = (states[i, onset - 1] if onset > 0 else torch.zeros_like(kick)) + kick.to(dev)
+                    states[i, onset:] = teacher(inputs[i:i + 1, onset:], noise_std=self.process_noise, x0=x0[None])[0]
         teacher.train(was_training)
-        return trials, states
+        return trials, states.cpu().numpy()
 
     def teacher_performance(self, trials: list[TaskTrial], states: np.ndarray) -> dict:
         """The task's ``performance`` of the teacher's outputs on the recorded trials, mean over trials
@@ -193,8 +230,12 @@ class TaskTeacherRecordings:
         # condition is compared with the attractor its own trajectories approach, not with every
         # attractor that shares its input (all flip-flop patterns, all MemoryPro memory directions)
         cond_inputs, cond_states = [], []
+        perturbed = seg["trial"] >= self.n_trials
         for c, name in enumerate(names):
-            sel = np.flatnonzero(conditions == c)
+            sel = np.flatnonzero((conditions == c) & ~perturbed)
+            if len(sel) == 0:
+                raise ValueError(f"condition {name!r} has no segment in the {self.n_trials} unperturbed trials; "
+                                 "raise data.recordings.n_trials")
             us = np.unique(seg["inputs"][sel], axis=0)
             if len(us) != 1:
                 raise ValueError(f"condition {name!r} has {len(us)} different constant inputs; labels must fix the input")
@@ -205,9 +246,10 @@ class TaskTeacherRecordings:
                                            self.init_noise, self.finder, self.seed, self.n_eigenvalues)
         meta = {"teacher_fixed_points": {"conditions": {name: c for c, name in enumerate(names)},
                                          "inputs": np.stack(cond_inputs).tolist(), "alpha": float(self.teacher.alpha)},
-                "task": type(self.task).__name__, "teacher_performance": self.teacher_performance(trials, states),
+                "task": type(self.task).__name__, "teacher_performance": self.teacher_performance(trials[: self.n_trials], states[: self.n_trials]),
                 **arrays}
         extras = {k: torch.from_numpy(np.asarray(seg[k])) for k in ("inputs", "trial", "start", "length")}
+        extras["perturbed"] = torch.from_numpy(perturbed)
         return TrialSet(data=torch.from_numpy(seg["data"]), conditions=torch.from_numpy(conditions).long(),
                         condition_names=names, dt=float(self.task.dt), extras=extras, meta=meta)
 

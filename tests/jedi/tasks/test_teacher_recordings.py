@@ -7,7 +7,7 @@ import torch
 
 from jedi.data.task_recordings import (TaskRecordingsDataModule, TaskTeacherRecordings, cut_segments, module_hash,
                                        teacher_fixed_points)
-from jedi.data.tasks import FlipFlop, Segment, TaskDataModule, TaskTrial, pattern_label
+from jedi.data.tasks import FlipFlop, MemoryPro, Segment, TaskDataModule, TaskTrial, pattern_label
 from jedi.models.task_teacher import TaskTeacherModule
 
 
@@ -156,3 +156,40 @@ def test_recordings_cache_key_tracks_the_teacher_and_datamodule_caches(tmp_path)
                                teacher_fixed_points(dm.full_set.meta, name)["x"])
     with pytest.raises(ValueError, match="teacher"):
         TaskTeacherRecordings({}, task)
+
+
+def test_perturbation_trials_kick_the_memory_epoch_and_leave_the_task_trials_and_ground_truth_alone():
+    teacher = _bistable_teacher()  # inputs (fixation, cos, sin) drive units 0, 1, 2; units 1, 2 hold their sign
+    task = MemoryPro(input_noise=0.0, memory_ms=(1600, 1600))  # 80 memory steps: a kicked unit relaxes back
+    kw = dict(n_trials=8, segment_len=80, drop_steps=1, min_steps=5,
+              fixed_points={"n_inits": 16, "init_noise": 0.1, "max_iters": 500}, seed=3)
+    plain = TaskTeacherRecordings({"teacher": teacher}, task, **kw)()
+    kicked_rec = TaskTeacherRecordings({"teacher": teacher}, task, **kw,
+                                       perturbation={"n_trials": 16, "epoch": "memory", "std": 0.3})
+    kicked = kicked_rec()
+    # the task trials, their segments and the ground truth are those of the recording without perturbations
+    mine = ~kicked.extras["perturbed"]
+    np.testing.assert_array_equal(kicked.extras["trial"][mine].numpy(), plain.extras["trial"].numpy())
+    assert torch.equal(kicked.data[mine].nan_to_num(7.0), plain.data.nan_to_num(7.0))
+    np.testing.assert_array_equal(kicked.extras["perturbed"].numpy(), kicked.extras["trial"].numpy() >= 8)
+    for key in ("teacher_fp_x", "teacher_fp_stable", "teacher_fp_condition"):
+        np.testing.assert_array_equal(kicked.meta[key], plain.meta[key])
+    assert kicked.meta["teacher_performance"] == plain.meta["teacher_performance"]
+    # perturbation trials against the same trials unperturbed (a plain recording of all 24 trials)
+    trials, x_kicked = kicked_rec.record()
+    _, x_plain = TaskTeacherRecordings({"teacher": teacher}, task, **{**kw, "n_trials": 24}).record()
+    first_diff, settled = [], []
+    for i in range(8, 24):
+        onset = next(g.start for g in trials[i].segments if g.label.startswith("memory/"))
+        np.testing.assert_array_equal(x_kicked[i, :onset], x_plain[i, :onset])  # untouched before the onset
+        # one step after a kick k on a unit at x: dx = 0.8 k + 0.2 * 2 (tanh(x + k) - tanh x)
+        first_diff.append(x_kicked[i, onset] - x_plain[i, onset])
+        held = np.abs(x_plain[i, onset - 1]) > 1.0  # units sitting in a memory attractor at the onset
+        settled.append(np.abs(x_kicked[i, onset + 79] - x_plain[i, onset + 79])[held])
+    assert 0.15 < np.std(first_diff) < 0.35  # ~0.85 x std for units at x* ~ 1.9 (tanh' ~ 0.12), more near 0
+    assert np.concatenate(settled).max() < 1e-3  # ... and fall back to the same attractor
+    for bad, match in (({"n_trials": 2, "epoch": "delay", "std": 0.1}, "perturbation.epoch='delay'.*memory"),
+                       ({"n_trials": 2, "epoch": "memory"}, "needs exactly n_trials, epoch, std"),
+                       ({"n_trials": 2, "epoch": "memory", "std": 0.0}, "std > 0")):
+        with pytest.raises(ValueError, match=match):
+            TaskTeacherRecordings({"teacher": teacher}, task, **kw, perturbation=bad)

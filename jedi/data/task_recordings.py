@@ -244,10 +244,10 @@ class TaskTeacherRecordings:
                                                for i in sel]))
         arrays = find_teacher_fixed_points(self.teacher, np.stack(cond_inputs), cond_states, self.n_inits,
                                            self.init_noise, self.finder, self.seed, self.n_eigenvalues)
+        performance = self.teacher_performance(trials[: self.n_trials], states[: self.n_trials])  # task trials only
         meta = {"teacher_fixed_points": {"conditions": {name: c for c, name in enumerate(names)},
                                          "inputs": np.stack(cond_inputs).tolist(), "alpha": float(self.teacher.alpha)},
-                "task": type(self.task).__name__, "teacher_performance": self.teacher_performance(trials[: self.n_trials], states[: self.n_trials]),
-                **arrays}
+                "task": type(self.task).__name__, "teacher_performance": performance, **arrays}
         extras = {k: torch.from_numpy(np.asarray(seg[k])) for k in ("inputs", "trial", "start", "length")}
         extras["perturbed"] = torch.from_numpy(perturbed)
         return TrialSet(data=torch.from_numpy(seg["data"]), conditions=torch.from_numpy(conditions).long(),

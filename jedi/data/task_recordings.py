@@ -14,6 +14,7 @@ the teacher states its segments visit, and stored in ``TrialSet.meta``:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Callable, Optional
 
@@ -22,7 +23,7 @@ import torch
 
 from jedi.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states
 from jedi.analysis.maps import TanhRNNMap
-from jedi.data.tasks import TaskTrial, stack_trials, trial_rng
+from jedi.data.tasks import Segment, TaskTrial, stack_trials, trial_rng
 from jedi.data.trials import TrialDataModule, TrialSet
 
 
@@ -131,11 +132,13 @@ class TaskTeacherRecordings:
             ``FinderOptions`` field (e.g. max_iters, max_q, tol_unique).
         perturbation: optional perturbation trials, dict with ``n_trials`` (recorded after the
             ``n_trials`` task trials, conditions cycling the same way), ``epoch`` (e.g. ``memory``) and
-            ``std``: at that epoch's onset the teacher's state x gets N(0, std²) noise per unit and the
-            teacher then runs on unchanged (a photostimulation-style probe of the flow around the
-            epoch's attractors, which slow dynamics never reach within the recordings). Their segments
-            are data like any other (``extras["perturbed"]`` marks them); the ground-truth fixed points
-            are searched from the unperturbed trials' states only.
+            ``std``: ``offset`` steps (optional, default 0) after that epoch's onset the teacher's state
+            x gets N(0, std²) noise per unit and the teacher then runs on unchanged (a
+            photostimulation-style probe of the flow around the epoch's attractors, which slow dynamics
+            never reach within the recordings). With an offset the epoch's segment is split at the
+            kick into two segments of the same condition. Their segments are data like any other
+            (``extras["perturbed"]`` marks them); the ground-truth fixed points are searched from the
+            unperturbed trials' states only.
         seed: seeds trials, noise, perturbations and finder initial states.
     """
 
@@ -160,17 +163,30 @@ class TaskTeacherRecordings:
     def _check_perturbation(perturbation: Optional[dict], task) -> Optional[dict]:
         if not perturbation:
             return None
-        p = dict(perturbation)
-        unknown = set(p) - {"n_trials", "epoch", "std"}
+        p = {"offset": 0, **perturbation}
+        unknown = set(p) - {"n_trials", "epoch", "std", "offset"}
         if unknown or not {"n_trials", "epoch", "std"} <= set(p):
-            raise ValueError(f"data.recordings.perturbation needs exactly n_trials, epoch, std; got {sorted(p)}")
+            raise ValueError(f"data.recordings.perturbation needs n_trials, epoch, std (and optionally offset); got {sorted(p)}")
         epochs = getattr(task, "epochs", ())
         if p["epoch"] not in epochs:
             raise ValueError(f"data.recordings.perturbation.epoch={p['epoch']!r} is not an epoch of "
                              f"{type(task).__name__} (epochs: {list(epochs)})")
-        if int(p["n_trials"]) < 1 or float(p["std"]) <= 0:
-            raise ValueError(f"data.recordings.perturbation needs n_trials >= 1 and std > 0, got {p}")
-        return {"n_trials": int(p["n_trials"]), "epoch": str(p["epoch"]), "std": float(p["std"])}
+        if int(p["n_trials"]) < 1 or float(p["std"]) <= 0 or int(p["offset"]) < 0:
+            raise ValueError(f"data.recordings.perturbation needs n_trials >= 1, std > 0 and offset >= 0, got {p}")
+        return {"n_trials": int(p["n_trials"]), "epoch": str(p["epoch"]), "std": float(p["std"]), "offset": int(p["offset"])}
+
+    def _kicked(self, trial: TaskTrial) -> tuple[TaskTrial, int]:
+        """The perturbation trial's kick step, and the trial with the kicked epoch's segment split there."""
+        epoch, offset = self.perturbation["epoch"], self.perturbation["offset"]
+        i, seg = next((i, g) for i, g in enumerate(trial.segments) if g.label.split("/")[0] == epoch)
+        kick = seg.start + offset
+        if kick >= seg.stop:
+            raise ValueError(f"data.recordings.perturbation.offset={offset} steps is not inside the {epoch} epoch "
+                             f"({seg.stop - seg.start} steps in a trial); lower the offset")
+        if offset == 0:
+            return trial, kick
+        split = [Segment(seg.start, kick, seg.label), Segment(kick, seg.stop, seg.label)]
+        return dataclasses.replace(trial, segments=trial.segments[:i] + split + trial.segments[i + 1:]), kick
 
     def cache_key(self) -> dict:
         """Everything the recordings depend on, including a hash of the teacher's weights."""
@@ -199,10 +215,10 @@ class TaskTeacherRecordings:
             if n_perturbed:
                 rng = torch.Generator().manual_seed(self.seed + 2)
                 for i in range(self.n_trials, len(trials)):
-                    onset = next(g.start for g in trials[i].segments if g.label.split("/")[0] == self.perturbation["epoch"])
+                    trials[i], at = self._kicked(trials[i])
                     kick = self.perturbation["std"] * torch.randn(states.shape[2], generator=rng, dtype=states.dtype)
-                    x0 = (states[i, onset - 1] if onset > 0 else torch.zeros_like(kick)) + kick.to(dev)
-                    states[i, onset:] = teacher(inputs[i:i + 1, onset:], noise_std=self.process_noise, x0=x0[None])[0]
+                    x0 = (states[i, at - 1] if at > 0 else torch.zeros_like(kick)) + kick.to(dev)
+                    states[i, at:] = teacher(inputs[i:i + 1, at:], noise_std=self.process_noise, x0=x0[None])[0]
         teacher.train(was_training)
         return trials, states.cpu().numpy()
 

@@ -189,7 +189,23 @@ def test_perturbation_trials_kick_the_memory_epoch_and_leave_the_task_trials_and
     assert 0.15 < np.std(first_diff) < 0.35  # ~0.85 x std for units at x* ~ 1.9 (tanh' ~ 0.12), more near 0
     assert np.concatenate(settled).max() < 1e-3  # ... and fall back to the same attractor
     for bad, match in (({"n_trials": 2, "epoch": "delay", "std": 0.1}, "perturbation.epoch='delay'.*memory"),
-                       ({"n_trials": 2, "epoch": "memory"}, "needs exactly n_trials, epoch, std"),
+                       ({"n_trials": 2, "epoch": "memory"}, "needs n_trials, epoch, std"),
                        ({"n_trials": 2, "epoch": "memory", "std": 0.0}, "std > 0")):
         with pytest.raises(ValueError, match=match):
             TaskTeacherRecordings({"teacher": teacher}, task, **kw, perturbation=bad)
+    # a kick 40 steps into the memory epoch splits its segment there: the same condition, twice
+    late = TaskTeacherRecordings({"teacher": teacher}, task, **kw,
+                                 perturbation={"n_trials": 16, "epoch": "memory", "std": 0.3, "offset": 40})
+    trials, x_late = late.record()
+    for i in range(8, 24):
+        memory = [g for g in trials[i].segments if g.label.startswith("memory/")]
+        assert len(memory) == 2 and memory[0].label == memory[1].label and memory[1].start == memory[0].start + 40
+        np.testing.assert_array_equal(x_late[i, :memory[1].start], x_plain[i, :memory[1].start])
+        assert not np.allclose(x_late[i, memory[1].start], x_plain[i, memory[1].start])
+    ts = late()
+    n_memory = [sum(ts.condition_names[int(c)].startswith("memory/") for c, t in zip(ts.conditions, ts.extras["trial"])
+                    if int(t) == i) for i in (0, 8)]
+    assert n_memory == [1, 2]
+    with pytest.raises(ValueError, match="perturbation.offset=80 steps is not inside the memory epoch"):
+        TaskTeacherRecordings({"teacher": teacher}, task, **kw,
+                              perturbation={"n_trials": 2, "epoch": "memory", "std": 0.3, "offset": 80}).record()

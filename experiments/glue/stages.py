@@ -18,7 +18,9 @@ from experiments.glue.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from jedi.data.trials import config_hash
 
 log = logging.getLogger(__name__)
-RUN_ONLY_TRAINER_KEYS = {"default_root_dir", "enable_progress_bar", "enable_model_summary", "log_every_n_steps"}
+# trainer settings that never change a stage's weights (stages train with checkpointing off)
+RUN_ONLY_TRAINER_KEYS = {"default_root_dir", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
+                         "enable_checkpointing"}
 
 
 def _upstream_names(stage: DictConfig) -> list[str]:
@@ -30,6 +32,21 @@ def _upstream_names(stage: DictConfig) -> list[str]:
     return names
 
 
+def stage_trainer_config(cfg: DictConfig, stage: DictConfig) -> DictConfig:
+    """The stage's effective trainer settings: the run's trainer config merged under the stage's own."""
+    return OmegaConf.merge(OmegaConf.to_container(cfg.trainer, resolve=True), stage.get("trainer") or {})
+
+
+def stage_key(cfg: DictConfig, stage: DictConfig, upstream_hashes: dict[str, str]) -> str:
+    """Cache key of a stage: its resolved config, the seed, its effective trainer settings without
+    the run-only ones (a fast_dev_run stage must never be reused by a real run; where a run writes
+    its own files or whether it shows a progress bar must not retrain it) and its upstream keys."""
+    trainer = {k: v for k, v in OmegaConf.to_container(stage_trainer_config(cfg, stage)).items()
+               if k not in RUN_ONLY_TRAINER_KEYS}
+    return config_hash({"stage": OmegaConf.to_container(stage, resolve=True), "seed": cfg.seed, "trainer": trainer,
+                        "upstream": {u: upstream_hashes.get(u) for u in _upstream_names(stage)}})
+
+
 def run_stages(cfg: DictConfig) -> dict[str, pl.LightningModule]:
     """Train (or reuse) every stage in `cfg.stages`, in order; returns frozen modules by name."""
     done: dict[str, pl.LightningModule] = {}
@@ -38,13 +55,8 @@ def run_stages(cfg: DictConfig) -> dict[str, pl.LightningModule]:
         for part in ("data", "model"):
             if stage.get(part) is None:
                 raise ValueError(f"stages.{name}.{part} is missing")
-        trainer_cfg = OmegaConf.merge(OmegaConf.to_container(cfg.trainer, resolve=True), stage.get("trainer") or {})
-        # the stage's effective trainer settings are part of its identity (a fast_dev_run stage must
-        # never be reused by a real run); where the run writes its own files is not
-        trainer_key = {k: v for k, v in OmegaConf.to_container(trainer_cfg).items() if k not in RUN_ONLY_TRAINER_KEYS}
-        key = {"stage": OmegaConf.to_container(stage, resolve=True), "seed": cfg.seed, "trainer": trainer_key,
-               "upstream": {u: hashes.get(u) for u in _upstream_names(stage)}}
-        hashes[name] = config_hash(key)
+        trainer_cfg = stage_trainer_config(cfg, stage)
+        hashes[name] = stage_key(cfg, stage, hashes)
         stage_dir = Path(cfg.paths.cache_dir) / "stages" / f"{name}-{hashes[name]}"
         ckpt = stage_dir / "model.ckpt"
         pl.seed_everything(cfg.seed, workers=True)

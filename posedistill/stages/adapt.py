@@ -8,7 +8,8 @@ Energies (spec §5, eq. (4)); which ones are on is ``energies`` (a list, in roun
 - ``hcr``: InfoNCE on the HCR head of the motion code v = E_m(G(X)) of each clip vs its augmented clip
   (``hcr_windows: 2``: both ``seq_len`` windows of each 2·seq_len clip are anchors, so the other
   window of the same clip, same person, other motion, is a negative too).
-- ``flip``: mean |T^z_flip(G(x)) − G(flip x)| over every frame, gradients through both branches.
+- ``flip``: mean |T^z_flip(G(x)) − G(flip x)| over every frame, gradients through both branches
+  (``flip_stop_grad``: not through the positive branch G(flip x), like the motion terms).
 - ``flip_backward``: mean |T^v_fb(E_m(G(X))) − sg E_m(G(X⁺))|, X⁺ = frames flipped, order reversed.
 - ``slow_backward``: mean |T^v_sb(E_m(G(raw[::2]))) − sg E_m(G(reverse(raw[15:45])))|.
 
@@ -79,6 +80,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         lcr_frames: int = 1,
         hcr_windows: int = 1,
         adapt_norm_stats: bool = False,
+        flip_stop_grad: bool = False,
         head_hidden: Sequence[int] = (512, 256),
         head_dim: int = 128,
         seq_len: int = 30,
@@ -195,8 +197,10 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
 
     def energy_flip(self, pre: PrefixFeatures) -> torch.Tensor:
         z = self._encode(pre["raw"][:, : self.hparams.seq_len])[1]
-        z_flip = self._encode(pre["flipped"])[1]
-        return relation_energy(self.relations.pose_relation("flip")(z), z_flip, stop_grad_positive=False)
+        stop = self.hparams.flip_stop_grad
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not stop):
+            z_flip = self._encode(pre["flipped"])[1]
+        return relation_energy(self.relations.pose_relation("flip")(z), z_flip, stop_grad_positive=stop)
 
     def energy_flip_backward(self, pre: PrefixFeatures) -> torch.Tensor:
         v = self._motion_code(pre["raw"][:, : self.hparams.seq_len])

@@ -228,3 +228,21 @@ def test_hcr_windows_makes_the_other_window_of_the_same_clip_a_negative(upstream
         model.energy("hcr", raw[:, :45])
     with pytest.raises(ValueError, match="hcr_windows"):
         AdaptStage(upstream, hcr_windows=3)
+
+
+def test_flip_stop_grad_moves_only_the_anchor_branch(upstream):
+    """flip_stop_grad: the pose-flip gradient is that of mean |T^z(G(x)) − c| with c = G(flip x) held
+    constant; without it the positive branch adds its own gradient."""
+    raw = clip_batch(3).images
+    grads = {}
+    for stop in (True, False):
+        model = AdaptStage(upstream, energies=["flip"], flip_stop_grad=stop)
+        pre = model.prefix_features(raw)
+        params = model.energy_params("flip")
+        grads[stop] = torch.autograd.grad(model.energy("flip", pre), params)
+    z = model._encode(pre["raw"])[1]
+    constant = model._encode(pre["flipped"])[1].detach()
+    ref = (model.relations.pose_relation("flip")(z) - constant).abs().mean()
+    for a, b in zip(grads[True], torch.autograd.grad(ref, params)):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.allclose(a, b) for a, b in zip(grads[True], grads[False]))

@@ -201,3 +201,41 @@ class AUC3D(MPJPE):
 
     def compute_per_action(self):
         return (100.0 * self.action_hits / self.action_count[:, None]).mean(-1).float()
+
+
+class PoseSpreadRatio(Metric):
+    """Collapse indicator: RMS distance of the root-aligned predicted poses to their mean pose,
+    divided by the same spread of the ground truth (1: as varied as the truth; → 0: every frame gets
+    the same pose). The numerator needs no labels. Sum-reducible: per joint,
+    spread² = E‖p‖² − ‖E p‖², with the sums over poses kept for each of ``n_joints`` joints."""
+
+    full_state_update = False
+    higher_is_better = None
+
+    def __init__(self, n_joints: int, root: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.n_joints, self.root = int(n_joints), root
+        for name in ("pred", "target"):
+            self.add_state(f"{name}_sum", torch.zeros(self.n_joints, 3, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(f"{name}_sumsq", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        _check(pred, target)
+        if pred.shape[1] != self.n_joints:
+            raise ValueError(f"PoseSpreadRatio was built for {self.n_joints} joints, got poses {tuple(pred.shape)}")
+        self.pred_sum += root_align(pred.double(), self.root).sum(0)
+        self.pred_sumsq += (root_align(pred.double(), self.root) ** 2).sum()
+        self.target_sum += root_align(target.double(), self.root).sum(0)
+        self.target_sumsq += (root_align(target.double(), self.root) ** 2).sum()
+        self.count += len(pred)
+
+    def spread(self, name: str) -> torch.Tensor:
+        """RMS distance (mm) to the mean pose per joint of the ``name`` ("pred" / "target") poses."""
+        n = self.count.clamp_min(1)
+        mean = getattr(self, f"{name}_sum") / n  # (J, 3)
+        var = getattr(self, f"{name}_sumsq") / n - (mean**2).sum()
+        return (var.clamp_min(0) / self.n_joints).sqrt()
+
+    def compute(self) -> torch.Tensor:
+        return (self.spread("pred") / self.spread("target").clamp_min(1e-12)).float()

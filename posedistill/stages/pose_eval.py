@@ -24,8 +24,11 @@ from posedistill import metrics as pose_metrics
 from posedistill.skeleton import get_skeleton
 
 
-def build_pose_metrics() -> nn.ModuleDict:
-    """name → metric; names ending in ``_gtbones`` are fed GT-bone-length predictions."""
+def build_pose_metrics(n_joints: int) -> nn.ModuleDict:
+    """name → metric for poses of ``n_joints`` evaluated joints; names ending in ``_gtbones`` are fed
+    GT-bone-length predictions. ``pose_spread_ratio`` (predicted / true pose variety) shows a G that
+    collapses towards one pose, which the error metrics alone do not tell apart from a G that is
+    merely wrong."""
     return nn.ModuleDict(
         {
             "mpjpe": pose_metrics.MPJPE(),
@@ -35,6 +38,7 @@ def build_pose_metrics() -> nn.ModuleDict:
             "n_mpjpe": pose_metrics.NMPJPE(),
             "pck": pose_metrics.PCK3D(),
             "auc": pose_metrics.AUC3D(),
+            "pose_spread_ratio": pose_metrics.PoseSpreadRatio(n_joints),
         }
     )
 
@@ -62,7 +66,8 @@ class PoseEvalModule(pl.LightningModule):
         if eval_joints is not None and list(eval_joints)[:1] != [0]:
             raise ValueError(f"eval_joints must start with the root joint 0, got {list(eval_joints)}")
         self.eval_joints = None if eval_joints is None else list(eval_joints)
-        self.metrics = nn.ModuleDict({"val": build_pose_metrics(), "test": build_pose_metrics()})
+        n_joints = self.skeleton.n_joints if self.eval_joints is None else len(self.eval_joints)
+        self.metrics = nn.ModuleDict({split: build_pose_metrics(n_joints) for split in ("val", "test")})
         self._examples: list[tuple[np.ndarray, np.ndarray]] = []
 
     def predict_pose(self, images: torch.Tensor) -> torch.Tensor:

@@ -143,10 +143,11 @@ def test_end_to_end_fdr_through_the_framework(compose_cfg):
             "analysis.domain_gap.n_clips=2", "analysis.domain_gap.frames_per_clip=2"]
     cfg = compose_cfg(["experiment=posedistill/synthetic_adapt_demo", "debug=fdr", *tiny])
     metrics = train(cfg)
-    for key in ("test/mpjpe", "test/pa_mpjpe", "test/n_mpjpe", "test/pck", "test/auc",
+    for key in ("test/mpjpe", "test/pa_mpjpe", "test/n_mpjpe", "test/pck", "test/auc", "test/pose_spread_ratio",
                 "analysis/domain_gap/source_poses_source_style_pa_mpjpe"):
         assert math.isfinite(metrics[key]), key
     assert 0.0 <= metrics["test/pck"] <= 100.0
+    assert metrics["test/pose_spread_ratio"] > 0.0
 
 
 def test_lcr_frames_makes_other_frames_of_the_same_clip_negatives(upstream):

@@ -121,3 +121,28 @@ def test_rescale_to_gt_bones_keeps_directions_and_takes_gt_lengths():
     out = rescale_to_gt_bones(other, target)
     torch.testing.assert_close(bone_lengths(out), bone_lengths(target))
     torch.testing.assert_close(unit_bones(out), unit_bones(other))
+
+
+def test_pose_spread_ratio_matches_numpy_and_flags_collapse():
+    from posedistill.metrics import PoseSpreadRatio
+
+    pred, target = _poses(10, seed=3)
+    pred[:, 0] += 1000.0  # a root offset: spread is measured on root-aligned poses
+
+    def rms_spread(p):  # independent: root-align, distance of every joint to its mean position
+        p = p - p[:, :1]
+        return np.sqrt((np.linalg.norm(p - p.mean(0), axis=-1) ** 2).mean())
+
+    metric = PoseSpreadRatio(n_joints=17)
+    for chunk in (slice(0, 4), slice(4, 10)):  # accumulated over batches = one pass over all poses
+        metric.update(torch.tensor(pred[chunk]), torch.tensor(target[chunk]))
+    assert metric.compute().item() == pytest.approx(rms_spread(pred) / rms_spread(target), rel=1e-6)
+    assert metric.spread("target").item() == pytest.approx(rms_spread(target), rel=1e-9)
+
+    collapsed = PoseSpreadRatio(n_joints=17)  # one pose for every frame (any root position): ratio 0
+    same = np.repeat(target[:1], 10, axis=0) + np.random.default_rng(0).normal(0, 50, (10, 1, 3))
+    collapsed.update(torch.tensor(same), torch.tensor(target))
+    assert collapsed.compute().item() == pytest.approx(0.0, abs=1e-6)
+
+    with pytest.raises(ValueError, match="17 joints"):
+        collapsed.update(torch.zeros(2, 15, 3), torch.zeros(2, 15, 3))

@@ -203,10 +203,16 @@ class AUC3D(MPJPE):
         return (100.0 * self.action_hits / self.action_count[:, None]).mean(-1).float()
 
 
+def pose_spread(poses: torch.Tensor, root: int = 0) -> torch.Tensor:
+    """RMS distance (mm) of root-aligned poses (N, J, 3) to their mean pose, per joint; needs no labels."""
+    aligned = root_align(poses, root)
+    return (aligned - aligned.mean(0)).square().sum(-1).mean().sqrt()
+
+
 class PoseSpreadRatio(Metric):
     """Collapse indicator: RMS distance of the root-aligned predicted poses to their mean pose,
     divided by the same spread of the ground truth (1: as varied as the truth; → 0: every frame gets
-    the same pose). The numerator needs no labels. Sum-reducible: per joint,
+    the same pose). The numerator needs no labels (:func:`pose_spread`). Sum-reducible: per joint,
     spread² = E‖p‖² − ‖E p‖², with the sums over poses kept for each of ``n_joints`` joints."""
 
     full_state_update = False

@@ -40,6 +40,7 @@ from torch import nn
 
 from posedistill.losses.contrastive import info_nce, pose_invariant_augment
 from posedistill.losses.relations import relation_energy, slow_backward_pair
+from posedistill.metrics import pose_spread
 from posedistill.models.heads import ProjectionHead
 from posedistill.stages import UpstreamMixin, freeze, require_upstream
 from posedistill.stages.pose_eval import PoseEvalModule
@@ -250,4 +251,14 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
             losses.append(loss.detach())
             self.log(f"train/{name}", losses[-1], on_step=True, on_epoch=False)
         self.log("train/loss", torch.stack(losses).mean(), on_step=True, on_epoch=False)
+        if batch_idx % self.trainer.log_every_n_steps == 0:
+            self.log("train/pose_spread_mm", self.batch_pose_spread(pre), on_step=True, on_epoch=False)
         return None
+
+    @torch.no_grad()
+    def batch_pose_spread(self, pre: PrefixFeatures) -> torch.Tensor:
+        """Label-free collapse alarm: :func:`posedistill.metrics.pose_spread` of G's poses for the
+        round's clips (first ``seq_len`` frames, after the round's steps). A fall well below its value
+        at the start (G^s) means G is moving towards one pose for every frame."""
+        z = self._encode(pre["raw"][:, : self.hparams.seq_len])[1]  # (B, T, D)
+        return pose_spread(self.prior.decode(z.flatten(0, 1)))

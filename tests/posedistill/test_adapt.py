@@ -247,3 +247,16 @@ def test_flip_stop_grad_moves_only_the_anchor_branch(upstream):
     for a, b in zip(grads[True], torch.autograd.grad(ref, params)):
         torch.testing.assert_close(a, b)
     assert any(not torch.allclose(a, b) for a, b in zip(grads[True], grads[False]))
+
+
+def test_training_logs_the_label_free_pose_spread_of_the_round(upstream):
+    """train/pose_spread_mm is the RMS distance of G's root-aligned poses of the round's clips to their
+    mean pose (computed here in numpy); with every learning rate 0, G is G^s."""
+    model = AdaptStage(upstream, lr={e: 0.0 for e in ENERGIES})
+    _fit(model, max_steps=len(ENERGIES))  # one round, on the first 3 clips
+    frames = clip_batch(6).images[:3, : model.hparams.seq_len].flatten(0, 1)
+    with torch.no_grad():
+        poses = model.predict_pose(frames).double().numpy()
+    poses = poses - poses[:, :1]
+    expected = ((poses - poses.mean(0)) ** 2).sum(-1).mean() ** 0.5
+    assert model.trainer.callback_metrics["train/pose_spread_mm"].item() == pytest.approx(expected, rel=1e-4)

@@ -146,3 +146,12 @@ def test_pose_spread_ratio_matches_numpy_and_flags_collapse():
 
     with pytest.raises(ValueError, match="17 joints"):
         collapsed.update(torch.zeros(2, 15, 3), torch.zeros(2, 15, 3))
+
+
+def test_label_free_pose_spread_equals_the_metric_numerator():
+    from posedistill.metrics import PoseSpreadRatio, pose_spread
+
+    pred, target = _poses(7, seed=5)
+    metric = PoseSpreadRatio(n_joints=17)
+    metric.update(torch.tensor(pred), torch.tensor(target))
+    assert pose_spread(torch.tensor(pred)).item() == pytest.approx(metric.spread("pred").item(), rel=1e-9)

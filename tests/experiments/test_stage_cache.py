@@ -28,3 +28,42 @@ def test_stage_keys_follow_training_changes_and_their_downstream(compose_cfg):
     assert all(reseeded[n] != base[n] for n in base)
     prior = _keys(compose_cfg, ["stages.prior.trainer.max_steps=2401"])
     assert all(prior[n] != base[n] for n in base)  # every later stage builds on the prior
+
+
+def _train_or_reuse_slowly(stage_dir: str, log_file: str, result_file: str) -> None:
+    """One run's stage step: training takes a while and appends to ``log_file``; the outcome (trained /
+    reused, and the weights it ended with) goes to ``result_file``."""
+    import time
+    from pathlib import Path
+
+    from experiments.glue.stages import train_or_reuse
+
+    loaded = {}
+
+    def fit() -> None:
+        with open(log_file, "a") as f:
+            f.write("trained\n")
+        time.sleep(1.0)  # a second run started meanwhile must wait, not train the same directory too
+        Path(stage_dir).mkdir(parents=True, exist_ok=True)
+        (Path(stage_dir) / "model.ckpt").write_text("weights-1")
+        loaded["weights"] = "weights-1"
+
+    trained = train_or_reuse("prior", Path(stage_dir), lambda ckpt: loaded.update(weights=ckpt.read_text()), fit)
+    Path(result_file).write_text(f"{trained} {loaded['weights']}")
+
+
+def test_runs_started_together_train_a_shared_stage_once(tmp_path):
+    import multiprocessing as mp
+
+    stage_dir, log_file = tmp_path / "stages" / "prior-abc", tmp_path / "fits.log"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_train_or_reuse_slowly, args=(str(stage_dir), str(log_file), str(tmp_path / f"run{i}")))
+             for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    assert log_file.read_text() == "trained\n"  # one fit
+    outcomes = sorted((tmp_path / f"run{i}").read_text() for i in range(2))
+    assert outcomes == ["False weights-1", "True weights-1"]  # the other run waited, then reused its weights

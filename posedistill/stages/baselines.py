@@ -156,8 +156,10 @@ class DANNStage(_FinetuneStage):
 
 class SourceTargetDataModule(TargetClipDataModule):
     """Target clips (as :class:`~posedistill.data.TargetClipDataModule`, same arguments) whose
-    training batches are paired with a source-image datamodule's, cycling the shorter loader:
-    each batch is ``(ImageBatch, ClipBatch)``. Val/test are the labelled target clips."""
+    training batches are paired with a source-image datamodule's: each batch is
+    ``(ImageBatch, ClipBatch)``. An epoch is one pass over the target clips, as in stage E (the source
+    loader, shuffled each epoch, is cut to that length), so no trainer limit is needed: one would
+    also reach the cached stages A-D and retrain them. Val/test are the labelled target clips."""
 
     def __init__(self, source: pl.LightningDataModule, **target_kwargs: Any):
         super().__init__(**target_kwargs)
@@ -173,4 +175,4 @@ class SourceTargetDataModule(TargetClipDataModule):
         super().setup(stage)
 
     def train_dataloader(self):
-        return CombinedLoader([self.source.train_dataloader(), super().train_dataloader()], mode="max_size_cycle")
+        return CombinedLoader([self.source.train_dataloader(), super().train_dataloader()], mode="min_size")

@@ -1,11 +1,13 @@
 """Stage cache keys: a stage is retrained exactly when something that shapes its weights changes."""
 from __future__ import annotations
 
+import pytest
+
 from experiments.glue.stages import stage_key
 
 
-def _keys(compose_cfg, overrides: list[str]) -> dict[str, str]:
-    cfg = compose_cfg(["experiment=posedistill/synthetic_adapt_demo", *overrides])
+def _keys(compose_cfg, overrides: list[str], experiment: str = "posedistill/synthetic_adapt_demo") -> dict[str, str]:
+    cfg = compose_cfg([f"experiment={experiment}", *overrides])
     hashes: dict[str, str] = {}
     for name, stage in cfg.stages.items():
         hashes[name] = stage_key(cfg, stage, hashes)
@@ -18,6 +20,14 @@ def test_stage_keys_ignore_run_only_trainer_settings(compose_cfg):
     quiet = _keys(compose_cfg, ["++trainer.enable_checkpointing=true", "trainer.enable_model_summary=false",
                                 "trainer.log_every_n_steps=3"])
     assert quiet == base
+
+
+@pytest.mark.parametrize("baseline", ["pseudo_label", "dann", "oracle"])
+def test_baselines_reuse_the_ladders_stages(compose_cfg, baseline):
+    """A baseline compared with the ladder must start from the same G^s (and priors)."""
+    ladder = _keys(compose_cfg, [])
+    own = _keys(compose_cfg, [], experiment=f"posedistill/synthetic_{baseline}_demo")
+    assert {n: own[n] for n in own} == {n: ladder[n] for n in own}
 
 
 def test_stage_keys_follow_training_changes_and_their_downstream(compose_cfg):

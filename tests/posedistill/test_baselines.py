@@ -56,14 +56,14 @@ def test_dann_reverses_the_domain_gradient_into_the_encoder(upstream):
 
 
 def test_source_target_batches_are_paired(tmp_path):
-    source = SourceImageDataModule(n_frames=8, val_clips=1, test_clips=1, batch_size=4, cache_dir=str(tmp_path))
-    dm = SourceTargetDataModule(source=source, n_clips=2, val_clips=1, test_clips=1, batch_size=2, cache_dir=str(tmp_path))
+    source = SourceImageDataModule(n_frames=16, val_clips=1, test_clips=1, batch_size=4, cache_dir=str(tmp_path))
+    dm = SourceTargetDataModule(source=source, n_clips=4, val_clips=1, test_clips=1, batch_size=2, cache_dir=str(tmp_path))
     dm.prepare_data()
     dm.setup("fit")
     loader = dm.train_dataloader()
     iter(loader)
     batches = list(loader)
-    assert len(batches) == 2  # max_size_cycle: the longer loader (8 frames / 4) sets the length
+    assert len(batches) == 2  # one epoch = one pass over the target clips (4 / 2), not the 4 source batches
     (src, tgt), _, _ = batches[0]
     assert isinstance(src, ImageBatch) and isinstance(tgt, ClipBatch)
     assert src.images.shape == (4, 3, 64, 64) and tgt.images.shape == (2, 60, 3, 64, 64)

@@ -163,7 +163,8 @@ class SourceTargetDataModule(TargetClipDataModule):
 
     def __init__(self, source: pl.LightningDataModule, **target_kwargs: Any):
         super().__init__(**target_kwargs)
-        self.save_hyperparameters(ignore=["source"])  # the source datamodule is not a hyper-parameter
+        # the source datamodule is not a hyper-parameter; the run logs the whole resolved config
+        self.save_hyperparameters(ignore=["source"], logger=False)
         self.source = source
 
     def prepare_data(self) -> None:

@@ -16,6 +16,14 @@ from posedistill.stages.relations import RelationStage
 from posedistill.stages.source import SourceStage
 
 TINY_ENCODER = {"channels": [4, 4, 8, 8, 8], "feat_dim": 16, "image_size": 32}
+# overrides that shrink a synthetic PoseDistill experiment (stages A-D included) to a seconds-long run
+TINY_SYNTHETIC = [
+    "stages.prior.data.n_clips=8", "stages.motion.data.n_clips=8", "stages.relations.data.n_clips=8",
+    "stages.prior.data.val_clips=4", "stages.motion.data.val_clips=4", "stages.relations.data.val_clips=4",
+    "stages.source.data.n_frames=64", "stages.source.data.val_clips=1", "stages.source.data.test_clips=1",
+    "data.n_clips=8", "data.val_clips=1", "data.test_clips=1", "++trainer.enable_checkpointing=true",
+    "analysis.domain_gap.n_clips=2", "analysis.domain_gap.frames_per_clip=2",
+]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from posedistill.stages.adapt import ENERGIES, AdaptStage
 from experiments.bench.adapt_step import reference_energy
-from tests.posedistill.conftest import clip_batch
+from tests.posedistill.conftest import TINY_SYNTHETIC, clip_batch
 
 
 class _Clips(Dataset):
@@ -136,12 +136,7 @@ def test_energies_are_finite_and_validated(upstream):
 def test_end_to_end_fdr_through_the_framework(compose_cfg):
     from experiments.glue.run import train
 
-    tiny = ["stages.prior.data.n_clips=8", "stages.motion.data.n_clips=8", "stages.relations.data.n_clips=8",
-            "stages.prior.data.val_clips=4", "stages.motion.data.val_clips=4", "stages.relations.data.val_clips=4",
-            "stages.source.data.n_frames=64", "stages.source.data.val_clips=1", "stages.source.data.test_clips=1",
-            "data.n_clips=8", "data.val_clips=1", "data.test_clips=1", "++trainer.enable_checkpointing=true",
-            "analysis.domain_gap.n_clips=2", "analysis.domain_gap.frames_per_clip=2"]
-    cfg = compose_cfg(["experiment=posedistill/synthetic_adapt_demo", "debug=fdr", *tiny])
+    cfg = compose_cfg(["experiment=posedistill/synthetic_adapt_demo", "debug=fdr", *TINY_SYNTHETIC])
     metrics = train(cfg)
     for key in ("test/mpjpe", "test/pa_mpjpe", "test/n_mpjpe", "test/pck", "test/auc", "test/pose_spread_ratio",
                 "analysis/domain_gap/source_poses_source_style_pa_mpjpe"):

@@ -1,11 +1,13 @@
 """Baselines: pseudo-label fixed point, oracle loss, DANN gradient reversal, paired batches."""
+import math
+
 import pytest
 import torch
 
 from posedistill.data import ClipBatch, ImageBatch, SourceImageDataModule
 from posedistill.losses.adversarial import domain_loss
 from posedistill.stages.baselines import DANNStage, OracleStage, PseudoLabelStage, SourceTargetDataModule
-from tests.posedistill.conftest import clip_batch, image_batch
+from tests.posedistill.conftest import TINY_SYNTHETIC, clip_batch, image_batch
 
 NO_AUG = {"brightness": [1.0, 1.0], "channel_gain": 0.0, "noise_std": 0.0}
 
@@ -68,3 +70,16 @@ def test_source_target_batches_are_paired(tmp_path):
     assert isinstance(src, ImageBatch) and isinstance(tgt, ClipBatch)
     assert src.images.shape == (4, 3, 64, 64) and tgt.images.shape == (2, 60, 3, 64, 64)
     assert "source" not in dm.hparams
+
+
+def test_dann_runs_through_the_framework_with_its_own_stage_e_seed(compose_cfg):
+    """The ladder recipe reseeds stage E with model.seed; the DANN datamodule's own seed must not clash
+    with it (Lightning refuses module and datamodule hyper-parameters that disagree)."""
+    from experiments.glue.run import train
+    from experiments.recipes.posedistill_ladder import TINY
+
+    # a real (not fast_dev_run) fit with a logger: the hyper-parameter merge happens only then
+    cfg = compose_cfg(["experiment=posedistill/synthetic_dann_demo", "logger=csv", "model.seed=7", *TINY_SYNTHETIC,
+                       *TINY, "stages.source.data.n_frames=64"])
+    metrics = train(cfg)
+    assert math.isfinite(metrics["test/pa_mpjpe"])

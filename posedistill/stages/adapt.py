@@ -251,8 +251,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
             losses.append(loss.detach())
             self.log(f"train/{name}", losses[-1], on_step=True, on_epoch=False)
         self.log("train/loss", torch.stack(losses).mean(), on_step=True, on_epoch=False)
-        if batch_idx % self.trainer.log_every_n_steps == 0:
-            self.log("train/pose_spread_mm", self.batch_pose_spread(pre), on_step=True, on_epoch=False)
+        self.log("train/pose_spread_mm", self.batch_pose_spread(pre), on_step=True, on_epoch=False)
         return None
 
     @torch.no_grad()

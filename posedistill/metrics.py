@@ -230,10 +230,10 @@ class PoseSpreadRatio(Metric):
         _check(pred, target)
         if pred.shape[1] != self.n_joints:
             raise ValueError(f"PoseSpreadRatio was built for {self.n_joints} joints, got poses {tuple(pred.shape)}")
-        self.pred_sum += root_align(pred.double(), self.root).sum(0)
-        self.pred_sumsq += (root_align(pred.double(), self.root) ** 2).sum()
-        self.target_sum += root_align(target.double(), self.root).sum(0)
-        self.target_sumsq += (root_align(target.double(), self.root) ** 2).sum()
+        for name, poses in (("pred", pred), ("target", target)):
+            aligned = root_align(poses.double(), self.root)  # (N, J, 3)
+            getattr(self, f"{name}_sum").add_(aligned.sum(0))
+            getattr(self, f"{name}_sumsq").add_(aligned.square().sum())
         self.count += len(pred)
 
     def spread(self, name: str) -> torch.Tensor:

@@ -79,7 +79,6 @@ def test_dann_runs_through_the_framework_with_its_own_stage_e_seed(compose_cfg):
     from experiments.recipes.posedistill_ladder import TINY
 
     # a real (not fast_dev_run) fit with a logger: the hyper-parameter merge happens only then
-    cfg = compose_cfg(["experiment=posedistill/synthetic_dann_demo", "logger=csv", "model.seed=7", *TINY_SYNTHETIC,
-                       *TINY, "stages.source.data.n_frames=64"])
+    cfg = compose_cfg(["experiment=posedistill/synthetic_dann_demo", "logger=csv", "model.seed=7", *TINY, *TINY_SYNTHETIC])
     metrics = train(cfg)
     assert math.isfinite(metrics["test/pa_mpjpe"])

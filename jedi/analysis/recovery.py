@@ -14,8 +14,10 @@ spreads), so a slow line sampled by many finder runs counts once. Per condition:
 (stable) sets, whether the stable counts agree, the fraction of the teacher's stable sets that a
 student stable point lies within ``match_radius`` of, and how close the condition's recordings come
 to the teacher's stable points (a student can only place its points where the data show the flow
-stopping). Means over all conditions and over each group of ``condition_groups`` (e.g. the MemoryPro
-epochs).
+stopping), and the slowest decay time of the stable points of each (``stable_timescale``): a memory
+held on a slow manifold forgets a perturbation over seconds, a point attractor within a few steps,
+though both can sit at the same place. Means over all conditions and over each group of
+``condition_groups`` (e.g. the MemoryPro epochs).
 Unit-per-neuron mode only (neuron identity is preserved, no alignment is needed).
 """
 from __future__ import annotations
@@ -115,6 +117,14 @@ def condition_metrics(student: np.ndarray, student_stable: np.ndarray, teacher: 
     return out
 
 
+def stable_timescale(eigenvalues: np.ndarray, stable: np.ndarray, dt: float) -> float:
+    """Median over the stable points of their slowest decay time in seconds, -dt / ln|lambda_max|,
+    from the eigenvalues (n, k) of the discrete update's Jacobian at each point, sorted by |lambda|
+    descending; NaN without stable points."""
+    lam = np.abs(np.asarray(eigenvalues)[np.asarray(stable, bool), 0])
+    return float(np.median(-dt / np.log(lam))) if len(lam) else float("nan")
+
+
 def data_distance(points: np.ndarray, frames: np.ndarray, spread: float) -> float:
     """Mean over points (n, N) of the distance to the nearest recorded frame (M, N), in spreads: how
     close the recordings come to them (NaN without points)."""
@@ -197,6 +207,7 @@ def _concat_fixed_points(fps: list) -> ContextFixedPoints:
     """One ContextFixedPoints holding the points of several (init indices are not kept)."""
     return ContextFixedPoints(xstar=torch.cat([f.xstar for f in fps]), q=torch.cat([f.q for f in fps]),
                               init_index=torch.full((sum(f.n for f in fps),), -1),
+                              eigenvalues=torch.cat([f.eigenvalues for f in fps]),
                               stable=torch.cat([f.stable for f in fps]))
 
 
@@ -253,8 +264,9 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
     n_student_stable, n_teacher_stable (numbers of connected sets), stable_count_match,
     stable_structure_match, matched_distance,
     stable_matched_distance, close_fraction, stability_agreement, stable_recovered_fraction,
-    teacher_stable_data_distance (how close the condition's recordings come to the teacher's stable
-    points, in spreads); plus recovery/spread and the teacher's task performance on the recorded
+    teacher_stable_timescale_s, student_stable_timescale_s (``stable_timescale``) and their ratio
+    stable_timescale_ratio (student / teacher), teacher_stable_data_distance (how close the
+    condition's recordings come to the teacher's stable points, in spreads); plus recovery/spread and the teacher's task performance on the recorded
     trials (recovery/teacher/<key>, e.g. response_error_deg, where the recordings carry it). Saves
     fixed_point_recovery.png and the per-condition values in analysis/fixed_point_recovery.npz
     (``conditions`` and one array per key).
@@ -278,6 +290,10 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
         student_sets[name] = (np.tanh(ctx.xstar.numpy()), ctx.stable.numpy().astype(bool))
         per[name] = condition_metrics(*student_sets[name], *teacher_sets[name], spread, match_radius * spread,
                                       link_radius * spread)
+        tau_t = stable_timescale(t["eigenvalues"][keep], teacher_sets[name][1], full.dt)
+        tau_s = stable_timescale(ctx.eigenvalues.numpy(), student_sets[name][1], full.dt)
+        per[name].update({"teacher_stable_timescale_s": tau_t, "student_stable_timescale_s": tau_s,
+                          "stable_timescale_ratio": tau_s / tau_t if tau_t > 0 else float("nan")})
         frames[name] = _valid_frames(full.data[full.conditions == c]).numpy()
         per[name]["teacher_stable_data_distance"] = data_distance(teacher_sets[name][0][teacher_sets[name][1]],
                                                                   frames[name], spread)

@@ -190,7 +190,7 @@ def test_probe_entry_point_on_a_module(tmp_path):
 def test_recovery_of_a_student_equal_to_the_teacher(tmp_path, student):
     """A student whose J(c) is the bistable teacher's J for every c recovers its 8 attractors exactly,
     searched at each condition's mean embedding or pooled over each trial's own."""
-    from test_teacher_recordings import _bistable_teacher
+    from test_teacher_recordings import _bistable_teacher, _xstar
 
     from jedi.analysis.recovery import analyze_fixed_point_recovery
     from jedi.data.task_recordings import TaskRecordingsDataModule, TaskTeacherRecordings
@@ -220,6 +220,11 @@ def test_recovery_of_a_student_equal_to_the_teacher(tmp_path, student):
     assert out["recovery/teacher_stable_data_distance"] < 0.05  # the segments reach their attractor
     assert out["recovery/first_up/stable_count_match"] == 1.0
     assert np.isfinite(out["recovery/first_up/matched_distance"])
+    # at (+-x*, +-x*, +-x*) the update's Jacobian is (1 - a) I + a 2 sech^2(x*) I, a = 0.2, dt = 0.02 s
+    lam = 0.8 + 0.2 * 2.0 / np.cosh(_xstar(2.0)) ** 2
+    for who in ("teacher", "student"):
+        assert out[f"recovery/{who}_stable_timescale_s"] == pytest.approx(-0.02 / np.log(lam), rel=1e-4)
+    assert out["recovery/stable_timescale_ratio"] == pytest.approx(1.0, abs=1e-4)
     assert (tmp_path / "fixed_point_recovery.png").exists()
     table = np.load(tmp_path.parent / "analysis" / "fixed_point_recovery.npz")
     assert list(table["conditions"]) == sorted(dm.full_set.condition_names)

@@ -8,7 +8,7 @@ import torch
 from jedi.analysis.generalisation import per_condition_r2
 from jedi.analysis.probes import analyze_embedding_probes, classification_probe, value_regression
 from jedi.analysis.recovery import (compare_sets, components, condition_metrics, data_distance, hungarian_match, rate_spread,
-                                    recovered_fraction)
+                                    recovered_fraction, stable_timescale)
 from jedi.data.trials import TrialDataModule, TrialSet
 from jedi.lit_module import JediModule
 from jedi.models.hypernet import LowRankHypernet
@@ -116,6 +116,14 @@ def test_condition_metrics_counts_stable_sets():
     assert off["stable_structure_match"] == 0.0
     none = condition_metrics(teacher[4:], np.array([False]), teacher[4:], np.array([False]), 1.0, 0.1, 0.05)
     assert none["stable_structure_match"] == 1.0 and np.isnan(none["stable_recovered_fraction"])
+
+
+def test_stable_timescale_is_the_median_decay_time_of_the_stable_points():
+    # |lambda_max| 0.5 and 0.9 at two stable points (0.99 at an unstable one is left out); dt = 0.02 s
+    eig = np.array([[0.5, 0.1], [-0.9j, 0.2], [1.2, 0.99]])
+    taus = [-0.02 / np.log(0.5), -0.02 / np.log(0.9)]
+    assert stable_timescale(eig, [True, True, False], 0.02) == pytest.approx(np.median(taus))
+    assert np.isnan(stable_timescale(eig, [False, False, False], 0.02))
 
 
 def test_data_distance_is_the_nearest_frame_distance_in_spreads():

@@ -120,9 +120,11 @@ def condition_metrics(student: np.ndarray, student_stable: np.ndarray, teacher: 
 def stable_timescale(eigenvalues: np.ndarray, stable: np.ndarray, dt: float) -> float:
     """Median over the stable points of their slowest decay time in seconds, -dt / ln|lambda_max|,
     from the eigenvalues (n, k) of the discrete update's Jacobian at each point, sorted by |lambda|
-    descending; NaN without stable points."""
-    lam = np.abs(np.asarray(eigenvalues)[np.asarray(stable, bool), 0])
-    return float(np.median(-dt / np.log(lam))) if len(lam) else float("nan")
+    descending; NaN without stable points (or without stored eigenvalues, k = 0)."""
+    eig = np.asarray(eigenvalues)[np.asarray(stable, bool)]
+    if eig.size == 0:
+        return float("nan")
+    return float(np.median(-dt / np.log(np.abs(eig[:, 0]))))
 
 
 def data_distance(points: np.ndarray, frames: np.ndarray, spread: float) -> float:
@@ -266,8 +268,9 @@ def analyze_fixed_point_recovery(module, datamodule, out_dir: Path, n_inits: int
     stable_matched_distance, close_fraction, stability_agreement, stable_recovered_fraction,
     teacher_stable_timescale_s, student_stable_timescale_s (``stable_timescale``) and their ratio
     stable_timescale_ratio (student / teacher), teacher_stable_data_distance (how close the
-    condition's recordings come to the teacher's stable points, in spreads); plus recovery/spread and the teacher's task performance on the recorded
-    trials (recovery/teacher/<key>, e.g. response_error_deg, where the recordings carry it). Saves
+    condition's recordings come to the teacher's stable points, in spreads); plus recovery/spread and
+    the teacher's task performance on the recorded trials (recovery/teacher/<key>, e.g.
+    response_error_deg, where the recordings carry it). Saves
     fixed_point_recovery.png and the per-condition values in analysis/fixed_point_recovery.npz
     (``conditions`` and one array per key).
     """

@@ -124,6 +124,7 @@ def test_stable_timescale_is_the_median_decay_time_of_the_stable_points():
     taus = [-0.02 / np.log(0.5), -0.02 / np.log(0.9)]
     assert stable_timescale(eig, [True, True, False], 0.02) == pytest.approx(np.median(taus))
     assert np.isnan(stable_timescale(eig, [False, False, False], 0.02))
+    assert np.isnan(stable_timescale(np.zeros((3, 0)), [True, True, False], 0.02))  # no eigenvalues kept
 
 
 def test_data_distance_is_the_nearest_frame_distance_in_spreads():

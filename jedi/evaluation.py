@@ -8,8 +8,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from jedi.data.trials import TrialBatch
-from jedi.metrics.r2 import MeanNeuronR2, VarianceWeightedR2
+from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.metrics.r2 import MeanNeuronR2, VarianceWeightedR2
 
 # test dataloaders in order: held-out trials of seen conditions, then trials of held-out conditions
 TEST_SPLITS = ("test", "heldout_cond")

@@ -12,11 +12,11 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from jedi.data.trials import TrialBatch
-from jedi.evaluation import TEST_SPLITS, HeldOutEvaluation, InferredEmbeddings  # noqa: F401 (re-exported)
-from jedi.losses import MaskedMSE, embedding_l2
-from jedi.models.embeddings import ContextTable
-from jedi.models.rnn import RateRNN, RecurrentWeights
+from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.evaluation import TEST_SPLITS, HeldOutEvaluation, InferredEmbeddings  # noqa: F401 (re-exported)
+from jedi_rnn.losses import MaskedMSE, embedding_l2
+from jedi_rnn.models.embeddings import ContextTable
+from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
 
 INFER_INITS = ("best_condition", "best_between", "mean")
 
@@ -144,7 +144,7 @@ class JediModule(HeldOutEvaluation):
 
     def parameter_groups(self) -> list[dict]:
         """Optimiser groups: network weights, the hypernetwork's shared factors, the embedding table
-        (a hook for models that swap the hypernetwork, e.g. jedi.baselines)."""
+        (a hook for models that swap the hypernetwork, e.g. jedi_rnn.baselines)."""
         shared = {"hypernet.head.bias"}
         net = [p for n, p in self.named_parameters() if not n.startswith("embeddings.") and n not in shared]
         return [

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from jedi.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states
-from jedi.analysis.maps import TanhRNNMap
-from jedi.analysis.student import rollout
+from jedi_rnn.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states
+from jedi_rnn.analysis.maps import TanhRNNMap
+from jedi_rnn.analysis.student import rollout
 
 C, K, N, R, ALPHA = 64, 256, 64, 2, 0.2
 FIXED_Q = 1e-10  # points compared: q below this (unconverged near-duplicates of weakly attracting saddles excluded)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from experiments.bench.timing import median_time
-from jedi.models.hypernet import FullRankHypernet, LowRankHypernet
-from jedi.models.rnn import RateRNN
+from jedi_rnn.models.hypernet import FullRankHypernet, LowRankHypernet
+from jedi_rnn.models.rnn import RateRNN
 
 B, N, T, RANK, D = 64, 200, 150, 5, 8
 

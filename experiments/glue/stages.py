@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.glue.build import build_datamodule, build_model, build_trainer
 from experiments.glue.callbacks import DivergenceGuard
 from experiments.glue.checkpoint_io import AtomicCheckpointIO, load_checkpoint
-from jedi.data.trials import config_hash
+from jedi_rnn.data.trials import config_hash
 
 log = logging.getLogger(__name__)
 # trainer settings that never change a stage's weights (stages train with checkpointing off)

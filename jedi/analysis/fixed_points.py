@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jedi.analysis.maps import Map, TanhRNNMap, map_jacobian, map_value_and_vjp
-from jedi.analysis.plotting import analysis_array_path, condition_colors, plt, save_figure
-from jedi.analysis.spectra import plot_fixed_point_spectra
-from jedi.analysis.student import rollout, student_contexts, student_initial_states
+from jedi_rnn.analysis.maps import Map, TanhRNNMap, map_jacobian, map_value_and_vjp
+from jedi_rnn.analysis.plotting import analysis_array_path, condition_colors, plt, save_figure
+from jedi_rnn.analysis.spectra import plot_fixed_point_spectra
+from jedi_rnn.analysis.student import rollout, student_contexts, student_initial_states
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -405,7 +405,7 @@ def find_fixed_points(F: Map, x_init: Tensor, options: Optional[FinderOptions] =
                       fast_path: bool = True) -> FixedPointResult:
     """Find the fixed points of F for every context from initial states x_init (C, K, N).
 
-    ``F`` is any map on (C, K, N) (see ``jedi.analysis.maps``). If F is a pure low-rank
+    ``F`` is any map on (C, K, N) (see ``jedi_rnn.analysis.maps``). If F is a pure low-rank
     ``TanhRNNMap`` and ``fast_path`` is set, the search runs in span(U) (see module docstring).
     ``TanhRNNMap`` inputs are cast to ``options.dtype``; other maps must accept that dtype.
     """

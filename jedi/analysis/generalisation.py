@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from jedi.data.trials import TrialSet, iter_batches  # noqa: E402
-from jedi.metrics.r2 import VarianceWeightedR2  # noqa: E402
+from jedi_rnn.data.trials import TrialSet, iter_batches  # noqa: E402
+from jedi_rnn.metrics.r2 import VarianceWeightedR2  # noqa: E402
 
 SPLITS = {"test": "test_set", "heldout_cond": "heldout_set"}
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jedi.analysis.maps import Map, TanhRNNMap, map_jac_matmul
-from jedi.analysis.plotting import analysis_array_path, condition_colors, legend_outside, plt, safe_key, save_figure
-from jedi.analysis.student import student_contexts, student_initial_states
+from jedi_rnn.analysis.maps import Map, TanhRNNMap, map_jac_matmul
+from jedi_rnn.analysis.plotting import analysis_array_path, condition_colors, legend_outside, plt, safe_key, save_figure
+from jedi_rnn.analysis.student import student_contexts, student_initial_states
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from jedi.models.rnn import RecurrentWeights
+from jedi_rnn.models.rnn import RecurrentWeights
 
 Map = Callable[[Tensor], Tensor]
 

@@ -15,9 +15,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from jedi.analysis.plotting import plt, save_figure
-from jedi.data.trials import TrialSet, iter_batches
-from jedi.metrics.nlb import NLBEvaluator
+from jedi_rnn.analysis.plotting import plt, save_figure
+from jedi_rnn.data.trials import TrialSet, iter_batches
+from jedi_rnn.metrics.nlb import NLBEvaluator
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict  #
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from jedi.data.trials import TrialSet, iter_batches  # noqa: E402
+from jedi_rnn.data.trials import TrialSet, iter_batches  # noqa: E402
 
 log = logging.getLogger(__name__)
 

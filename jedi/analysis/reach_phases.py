@@ -1,11 +1,11 @@
 """Preparation vs execution dynamics of a JEDI model fitted to reach segments (paper Fig. 6).
 
-Needs data cut by ``jedi.data.reach_phases.SplitAtEvent``: every training sample is one segment with
+Needs data cut by ``jedi_rnn.data.reach_phases.SplitAtEvent``: every training sample is one segment with
 its own context c and ``extras["phase"]`` (0 = prep, 1 = exec). Per context:
 - eigenvalues of the discrete update A(c) = (1 - a) I + a J(c) (a = dt / tau), relative to the unit
   circle. For the pure low-rank head only the R eigenvalues (1 - a) + a eig(V^T U / N) move with c
   (the other N - R equal 1 - a), so the statistics use those R; otherwise all N;
-- the top Lyapunov exponents of the noise-free map (``jedi.analysis.lyapunov``, QR method) from the
+- the top Lyapunov exponents of the noise-free map (``jedi_rnn.analysis.lyapunov``, QR method) from the
   module's initial state of that segment.
 The paper reports execution eigenvalues near the unit circle and preparation eigenvalues inside it.
 For simulated data with ``meta["teacher_eigs"]`` (the surrogate) the ground truth is drawn too.
@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jedi.analysis.lyapunov import lyapunov_spectrum
-from jedi.analysis.maps import TanhRNNMap
-from jedi.analysis.plotting import analysis_array_path, plt, save_figure
-from jedi.analysis.spectra import connectivity_eigenvalues, update_eigenvalues
-from jedi.models.rnn import RecurrentWeights
+from jedi_rnn.analysis.lyapunov import lyapunov_spectrum
+from jedi_rnn.analysis.maps import TanhRNNMap
+from jedi_rnn.analysis.plotting import analysis_array_path, plt, save_figure
+from jedi_rnn.analysis.spectra import connectivity_eigenvalues, update_eigenvalues
+from jedi_rnn.models.rnn import RecurrentWeights
 
 PHASE_COLORS = ("tab:blue", "tab:red")
 
@@ -90,7 +90,7 @@ def analyze_reach_phases(module, datamodule, out_dir: Path, circle_tol: float = 
     train = datamodule.train_set
     if "phase" not in train.extras:
         raise ValueError("analyze_reach_phases: the training set has no extras['phase']; cut the trials with "
-                         "data.transform=jedi.data.reach_phases.SplitAtEvent")
+                         "data.transform=jedi_rnn.data.reach_phases.SplitAtEvent")
     phases = list(train.meta.get("phases", ["prep", "exec"]))
     gen = torch.Generator().manual_seed(seed)
     device = next(module.parameters()).device

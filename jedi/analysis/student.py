@@ -13,8 +13,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from jedi.analysis.maps import TanhRNNMap
-from jedi.models.rnn import RecurrentWeights
+from jedi_rnn.analysis.maps import TanhRNNMap
+from jedi_rnn.models.rnn import RecurrentWeights
 
 
 @dataclass

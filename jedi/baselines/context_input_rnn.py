@@ -8,9 +8,9 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from jedi.baselines.optim import network_and_embedding_groups
-from jedi.lit_module import JediModule
-from jedi.models.rnn import RateRNN, RecurrentWeights
+from jedi_rnn.baselines.optim import network_and_embedding_groups
+from jedi_rnn.lit_module import JediModule
+from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
 
 
 class ContextInputWeights(nn.Module):

@@ -11,10 +11,10 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from jedi.baselines.optim import with_schedule
-from jedi.data.trials import TrialBatch
-from jedi.evaluation import HeldOutEvaluation
-from jedi.losses import MaskedMSE
+from jedi_rnn.baselines.optim import with_schedule
+from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.evaluation import HeldOutEvaluation
+from jedi_rnn.losses import MaskedMSE
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:

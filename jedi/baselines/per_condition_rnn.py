@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jedi.baselines.optim import network_and_embedding_groups
-from jedi.data.trials import TrialBatch
-from jedi.lit_module import JediModule
-from jedi.models.rnn import RateRNN, RecurrentWeights
+from jedi_rnn.baselines.optim import network_and_embedding_groups
+from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.lit_module import JediModule
+from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
 
 
 class PerConditionWeights(nn.Module):

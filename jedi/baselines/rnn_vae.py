@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from jedi.baselines.encoder_base import EncoderBaseline
+from jedi_rnn.baselines.encoder_base import EncoderBaseline
 
 
 class RNNVAE(EncoderBaseline):

@@ -8,10 +8,10 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from jedi.baselines.optim import network_and_embedding_groups
-from jedi.data.trials import TrialBatch
-from jedi.lit_module import JediModule
-from jedi.models.rnn import RateRNN, RecurrentWeights
+from jedi_rnn.baselines.optim import network_and_embedding_groups
+from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.lit_module import JediModule
+from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
 
 
 class SharedWeights(nn.Module):

@@ -6,7 +6,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from jedi.baselines.encoder_base import EncoderBaseline
+from jedi_rnn.baselines.encoder_base import EncoderBaseline
 
 
 def _mlp(n_in: int, hidden_dim: int, n_out: int) -> nn.Sequential:

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from jedi.data.trials import TrialSet
+from jedi_rnn.data.trials import TrialSet
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from jedi.data.trials import TrialSet
+from jedi_rnn.data.trials import TrialSet
 
 OUTPUTS = ("counts", "rates")
 

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from jedi.data.trials import TrialSet
+from jedi_rnn.data.trials import TrialSet
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from jedi.data.reach_preprocess import build_reach_trialset, heldout_order
-from jedi.data.trials import TrialSet
+from jedi_rnn.data.reach_preprocess import build_reach_trialset, heldout_order
+from jedi_rnn.data.trials import TrialSet
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ condition-controlled, start-aligned :class:`TaskTrial`:
   sign of its last pulse.
 
 Every trial carries its constant-input segments (start, stop, label) computed from the noise-free
-inputs, which :mod:`jedi.data.task_recordings` cuts into JEDI samples. Trials are seeded one by one
+inputs, which :mod:`jedi_rnn.data.task_recordings` cuts into JEDI samples. Trials are seeded one by one
 (``trial_rng(seed, index)``), so trial i is the same whatever else is generated.
 """
 from __future__ import annotations

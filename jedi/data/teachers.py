@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from jedi.data.trials import TrialSet
+from jedi_rnn.data.trials import TrialSet
 
 log = logging.getLogger(__name__)
 

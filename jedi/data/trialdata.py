@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from jedi.data.reach_preprocess import build_reach_trialset, gaussian_smooth, heldout_order
-from jedi.data.trials import TrialSet
+from jedi_rnn.data.reach_preprocess import build_reach_trialset, gaussian_smooth, heldout_order
+from jedi_rnn.data.trials import TrialSet
 
 log = logging.getLogger(__name__)
 # bump when the loader's output changes, so cached sets of older code are not reused

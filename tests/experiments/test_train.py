@@ -131,7 +131,7 @@ def test_ddp_on_two_cpu_processes_synchronises_metrics(compose_cfg):
                                              (["model/hypernet=fullrank"], "FullRankHypernet")])
 def test_hypernetwork_heads_compose_and_the_experiment_reaches_them(compose_cfg, overrides, head):
     cfg = compose_cfg(["experiment=jedi/multifreq_demo", *overrides])
-    assert cfg.model.hypernet._target_ == f"jedi.models.hypernet.{head}"
+    assert cfg.model.hypernet._target_ == f"jedi_rnn.models.hypernet.{head}"
     assert cfg.model.embedding_tie == "condition" and cfg.model.lr_schedule == "cosine"  # set by the experiment
 
 

@@ -20,7 +20,7 @@ def test_offline_wandb_run_holds_config_metrics_and_figure(compose_cfg, monkeypa
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     assert (run_dir / "wandb_id.txt").read_text().strip() in offline.name
     run = run_contents(next(offline.glob("run-*.wandb")))
-    assert run["config"].get("model", {}).get("_target_") == "jedi.lit_module.JediModule", sorted(run["config"])
+    assert run["config"].get("model", {}).get("_target_") == "jedi_rnn.lit_module.JediModule", sorted(run["config"])
     assert run["config"]["model/params_total"] > 0
     summary = run["summary"]
     assert summary["test/r2"] == pytest.approx(metrics["test/r2"])

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from jedi.models.embeddings import ContextTable
+from jedi_rnn.models.embeddings import ContextTable
 
 CONDITIONS = torch.tensor([0, 1, 1, 2, 0, 2])
 
@@ -39,7 +39,7 @@ def test_unknown_tie_names_the_key():
 
 
 def test_segment_points_join_each_point_to_its_nearest_neighbours_once():
-    from jedi.lit_module import segment_points
+    from jedi_rnn.lit_module import segment_points
 
     points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [10.0, 0.0]])
     out = segment_points(points, neighbours=1, fractions=(0.5,))

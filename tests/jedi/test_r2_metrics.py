@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from jedi.metrics.r2 import MeanNeuronR2, VarianceWeightedR2
+from jedi_rnn.metrics.r2 import MeanNeuronR2, VarianceWeightedR2
 
 
 def _numpy_r2(y, yhat):

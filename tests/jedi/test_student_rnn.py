@@ -5,8 +5,8 @@ import math
 import numpy as np
 import torch
 
-from jedi.models.hypernet import FullRankHypernet, LowRankHypernet
-from jedi.models.rnn import RateRNN, RecurrentWeights, _Unroll, unroll_reference
+from jedi_rnn.models.hypernet import FullRankHypernet, LowRankHypernet
+from jedi_rnn.models.rnn import RateRNN, RecurrentWeights, _Unroll, unroll_reference
 
 
 def _inputs(lowrank: bool, base: bool, bias: bool):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from jedi.data.teachers import SyntheticTeacher
-from jedi.data.trials import TrialDataModule, TrialSet, load_or_generate
+from jedi_rnn.data.teachers import SyntheticTeacher
+from jedi_rnn.data.trials import TrialDataModule, TrialSet, load_or_generate
 
 
 def _tiny_teacher(**kw):

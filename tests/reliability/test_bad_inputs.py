@@ -17,7 +17,7 @@ from experiments.glue import logging_setup
 from experiments.glue.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from experiments.glue.run import check_writable, run_task, train
 from experiments.glue.schemas import ConfigError, validate
-from jedi.data.recordings import RecordingFile
+from jedi_rnn.data.recordings import RecordingFile
 from tests.conftest import ROOT, shrink
 from tests.experiments.test_train import TINY_JEDI
 
@@ -99,7 +99,7 @@ def test_bad_data_fails_before_training_starts(compose_cfg, tmp_path):
     ("model.embedding_dim=0", "model.embedding_dim must be an integer >= 1, got 0"),
     ("model.lr=fast", "model.lr: expected <class 'float'>, got 'fast'"),
     ("data.batch_size=2.5", "data.batch_size: expected <class 'int'>, got 2.5"),
-    ("+model.hypernet.rnak=3", "model.hypernet.rnak: unknown key for jedi.models.hypernet.LowRankHypernet"),
+    ("+model.hypernet.rnak=3", "model.hypernet.rnak: unknown key for jedi_rnn.models.hypernet.LowRankHypernet"),
 ])
 def test_bad_config_values_are_rejected_naming_the_key(compose_cfg, override, message):
     cfg = compose_cfg(["experiment=jedi/multifreq_demo", override])

@@ -4,11 +4,11 @@ from functools import partial
 import pytest
 import torch
 
-from jedi.data.teachers import SyntheticTeacher
-from jedi.data.trials import TrialDataModule
-from jedi.lit_module import InferredEmbeddings, JediModule
-from jedi.models.hypernet import LowRankHypernet
-from jedi.models.rnn import RateRNN
+from jedi_rnn.data.teachers import SyntheticTeacher
+from jedi_rnn.data.trials import TrialDataModule
+from jedi_rnn.lit_module import InferredEmbeddings, JediModule
+from jedi_rnn.models.hypernet import LowRankHypernet
+from jedi_rnn.models.rnn import RateRNN
 
 
 def build_tiny_student(tmp_path, heldout=()):

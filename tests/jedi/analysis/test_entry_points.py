@@ -4,9 +4,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from jedi.analysis.fixed_points import analyze_student_fixed_points
-from jedi.analysis.lyapunov import analyze_lyapunov
-from jedi.analysis.spectra import analyze_spectra
+from jedi_rnn.analysis.fixed_points import analyze_student_fixed_points
+from jedi_rnn.analysis.lyapunov import analyze_lyapunov
+from jedi_rnn.analysis.spectra import analyze_spectra
 
 
 def _mean_condition_weights(module, dm):

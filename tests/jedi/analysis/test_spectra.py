@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from jedi.analysis.spectra import connectivity_eigenvalues, spectrum_summary, update_eigenvalues
-from jedi.models.rnn import RecurrentWeights
+from jedi_rnn.analysis.spectra import connectivity_eigenvalues, spectrum_summary, update_eigenvalues
+from jedi_rnn.models.rnn import RecurrentWeights
 
 
 def _sorted(e):

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from omegaconf import open_dict
 
 from experiments.glue.run import run_task, train
-from jedi.baselines.context_input_rnn import ContextInputRNN
-from jedi.baselines.encoder_base import gaussian_kl
-from jedi.baselines.per_condition_rnn import PerConditionRNN
-from jedi.baselines.shared_rnn import SharedRNN
-from jedi.data.trials import TrialBatch
-from jedi.models.rnn import RateRNN, RecurrentWeights, unroll_reference
+from jedi_rnn.baselines.context_input_rnn import ContextInputRNN
+from jedi_rnn.baselines.encoder_base import gaussian_kl
+from jedi_rnn.baselines.per_condition_rnn import PerConditionRNN
+from jedi_rnn.baselines.shared_rnn import SharedRNN
+from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.models.rnn import RateRNN, RecurrentWeights, unroll_reference
 from tests.conftest import shrink
 
 TINY = ["experiment=jedi/multifreq_demo", "data.source.trials_per_condition=5", "data.source.n_units=24",
@@ -28,8 +28,8 @@ TINY = ["experiment=jedi/multifreq_demo", "data.source.trials_per_condition=5", 
 NO_TABLE = ["~model.embedding_tie"]
 BASELINES = {"vae": NO_TABLE, "rnn_vae": NO_TABLE, "shared_rnn": NO_TABLE, "per_condition_rnn": NO_TABLE,
              "context_input_rnn": []}
-PROBES = {"_target_": "jedi.analysis.probes.analyze_embedding_probes", "_partial_": True, "n_splits": 2}
-GENERALISATION = {"_target_": "jedi.analysis.generalisation.analyze_generalisation", "_partial_": True}
+PROBES = {"_target_": "jedi_rnn.analysis.probes.analyze_embedding_probes", "_partial_": True, "n_splits": 2}
+GENERALISATION = {"_target_": "jedi_rnn.analysis.generalisation.analyze_generalisation", "_partial_": True}
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from jedi.data.nwb import MCMazeNWB
-from jedi.data.trialdata import TrialDataMat
+from jedi_rnn.data.nwb import MCMazeNWB
+from jedi_rnn.data.trialdata import TrialDataMat
 
 from tests.jedi.monkey.reach_files import NWB_HELDOUT, NWB_TRIALS, write_mc_maze_nwb, write_trialdata_mat
 

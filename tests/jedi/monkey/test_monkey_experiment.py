@@ -34,7 +34,7 @@ def test_monkey_reach_on_the_surrogate(compose_cfg):
     cfg, metrics = _run(compose_cfg, ["data.source.trials_per_target=7", "data.source.n_neurons=12",
                                       "data.source.n_heldout=3"])
     assert cfg.data.source._target_.endswith("SurrogateReach")
-    assert "data=jedi.data.surrogate_reach.SurrogateReach" in cfg.tags
+    assert "data=jedi_rnn.data.surrogate_reach.SurrogateReach" in cfg.tags
     _check(cfg, metrics, n_prep=8 * 5)  # 7 trials per (phase, target): 5 train
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from jedi.data.trials import TrialBatch
-from jedi.metrics.nlb import PSTHR2, BitsPerSpike, NLBEvaluator, VelocityR2
+from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.metrics.nlb import PSTHR2, BitsPerSpike, NLBEvaluator, VelocityR2
 from tests.jedi.monkey.numpy_refs import bits_per_spike_numpy as _bits_per_spike_numpy
 
 

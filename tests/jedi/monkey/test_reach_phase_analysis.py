@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from jedi.analysis.nlb_eval import analyze_nlb
-from jedi.analysis.reach_phases import analyze_reach_phases, moving_eigenvalues, phase_summary
-from jedi.data.reach_phases import SplitAtEvent
-from jedi.data.surrogate_reach import SurrogateReach
-from jedi.data.trials import TrialBatch, TrialDataModule
-from jedi.lit_module import JediModule
-from jedi.losses import PoissonNLL
-from jedi.models.hypernet import LowRankHypernet
-from jedi.models.rnn import RateRNN, RecurrentWeights
+from jedi_rnn.analysis.nlb_eval import analyze_nlb
+from jedi_rnn.analysis.reach_phases import analyze_reach_phases, moving_eigenvalues, phase_summary
+from jedi_rnn.data.reach_phases import SplitAtEvent
+from jedi_rnn.data.surrogate_reach import SurrogateReach
+from jedi_rnn.data.trials import TrialBatch, TrialDataModule
+from jedi_rnn.lit_module import JediModule
+from jedi_rnn.losses import PoissonNLL
+from jedi_rnn.models.hypernet import LowRankHypernet
+from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
 from tests.jedi.monkey.numpy_refs import bits_per_spike_numpy
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from jedi.data.reach_phases import SplitAtEvent
-from jedi.data.surrogate_reach import SurrogateReach
+from jedi_rnn.data.reach_phases import SplitAtEvent
+from jedi_rnn.data.surrogate_reach import SurrogateReach
 
 
 @pytest.fixture(scope="module")

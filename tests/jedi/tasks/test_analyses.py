@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from jedi.analysis.generalisation import per_condition_r2
-from jedi.analysis.probes import analyze_embedding_probes, classification_probe, value_regression
-from jedi.analysis.recovery import (compare_sets, components, condition_metrics, data_distance, hungarian_match, rate_spread,
+from jedi_rnn.analysis.generalisation import per_condition_r2
+from jedi_rnn.analysis.probes import analyze_embedding_probes, classification_probe, value_regression
+from jedi_rnn.analysis.recovery import (compare_sets, components, condition_metrics, data_distance, hungarian_match, rate_spread,
                                     recovered_fraction, stable_timescale)
-from jedi.data.trials import TrialDataModule, TrialSet
-from jedi.lit_module import JediModule
-from jedi.models.hypernet import LowRankHypernet
-from jedi.models.rnn import RateRNN
+from jedi_rnn.data.trials import TrialDataModule, TrialSet
+from jedi_rnn.lit_module import JediModule
+from jedi_rnn.models.hypernet import LowRankHypernet
+from jedi_rnn.models.rnn import RateRNN
 
 
 def test_probe_recovers_separable_labels():
@@ -164,7 +164,7 @@ def test_per_condition_r2_matches_numpy():
     trials = _trialset(9, 3, seed=0)
     emb = torch.randn(9, 3, generator=torch.Generator().manual_seed(1))
     scores = per_condition_r2(module, trials, emb, batch_size=4)
-    from jedi.data.trials import TrialBatch
+    from jedi_rnn.data.trials import TrialBatch
     with torch.no_grad():
         pred = module.predict(emb, TrialBatch(torch.arange(9), trials.conditions, trials.data, {})).numpy()
     y = trials.data.numpy()
@@ -201,9 +201,9 @@ def test_recovery_of_a_student_equal_to_the_teacher(tmp_path, student):
     searched at each condition's mean embedding or pooled over each trial's own."""
     from test_teacher_recordings import _bistable_teacher, _xstar
 
-    from jedi.analysis.recovery import analyze_fixed_point_recovery
-    from jedi.data.task_recordings import TaskRecordingsDataModule, TaskTeacherRecordings
-    from jedi.data.tasks import FlipFlop
+    from jedi_rnn.analysis.recovery import analyze_fixed_point_recovery
+    from jedi_rnn.data.task_recordings import TaskRecordingsDataModule, TaskTeacherRecordings
+    from jedi_rnn.data.tasks import FlipFlop
 
     teacher = _bistable_teacher()
     rec = partial(TaskTeacherRecordings, task=FlipFlop(n_steps=300, switch_prob=0.02, pulse_steps=5), n_trials=6,
@@ -241,8 +241,8 @@ def test_recovery_of_a_student_equal_to_the_teacher(tmp_path, student):
 
 
 def test_generalisation_reports_seen_and_heldout_side_by_side(tmp_path):
-    from jedi.analysis.generalisation import analyze_generalisation
-    from jedi.lit_module import InferredEmbeddings
+    from jedi_rnn.analysis.generalisation import analyze_generalisation
+    from jedi_rnn.lit_module import InferredEmbeddings
 
     trials = _trialset(40, 4, seed=6)
     dm = TrialDataModule(lambda: trials, batch_size=8, split=[0.6, 0.2, 0.2], heldout_conditions=["c3"], seed=0)
@@ -271,7 +271,7 @@ def test_probe_of_a_tied_table_pools_the_test_and_validation_trials(tmp_path):
     probe is exact."""
     import pytorch_lightning as pl
 
-    from jedi.data.trials import TrialBatch
+    from jedi_rnn.data.trials import TrialBatch
 
     with torch.random.fork_rng():
         torch.manual_seed(0)

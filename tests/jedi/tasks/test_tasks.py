@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from jedi.data.tasks import FlipFlop, MemoryPro, TaskDataModule, TaskTrial, trial_rng
+from jedi_rnn.data.tasks import FlipFlop, MemoryPro, TaskDataModule, TaskTrial, trial_rng
 
 
 def _same(a: TaskTrial, b: TaskTrial) -> bool:

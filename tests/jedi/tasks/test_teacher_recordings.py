@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from jedi.data.task_recordings import (TaskRecordingsDataModule, TaskTeacherRecordings, cut_segments, module_hash,
+from jedi_rnn.data.task_recordings import (TaskRecordingsDataModule, TaskTeacherRecordings, cut_segments, module_hash,
                                        teacher_fixed_points)
-from jedi.data.tasks import FlipFlop, MemoryPro, Segment, TaskDataModule, TaskTrial, pattern_label
-from jedi.models.task_teacher import TaskTeacherModule
+from jedi_rnn.data.tasks import FlipFlop, MemoryPro, Segment, TaskDataModule, TaskTrial, pattern_label
+from jedi_rnn.models.task_teacher import TaskTeacherModule
 
 
 def test_teacher_forward_is_the_leaky_tanh_update():

@@ -3,9 +3,11 @@ matching image transforms. Torch tensors; time is dim 1 for sequences (B, T, ...
 
 Pose relations: ``flip`` (mirror: negate x, swap sides), ``rot5``/``rot15``/``rot30`` (in-plane
 rotation about the camera axis), ``flip_rot50`` (the released code's rule: 50° in-plane then flip).
-Motion relations on a raw clip of 2L frames (L = 30): anchor ``raw[::2]`` (2 s at double speed)
-except for ``fast``, whose anchor is the middle ``raw[L/2 : 3L/2]`` and whose positive is
-``raw[::2]`` (the inverse of ``slow``).
+Motion relations on a raw clip of 2L frames (L = 30). The speed-preserving ones (``backward``,
+``flip``, ``flip_backward``) take the native-speed first L frames ``raw[:L]`` as anchor, the frames
+stage E applies them to (``AdaptStage``: ``raw[:, :seq_len]``; the released code trains flip-backward
+on native-speed 30-frame clips). ``slow`` / ``slow_backward`` take ``raw[::2]`` (2 s at double speed)
+against the middle ``raw[L/2 : 3L/2]``; ``fast`` is the inverse of ``slow``.
 """
 from __future__ import annotations
 
@@ -53,15 +55,16 @@ def motion_pair(name: str, raw: torch.Tensor, flip_fn: Callable[[torch.Tensor], 
     if t2 % 2:
         raise ValueError(f"motion_pair: raw clips need an even number of frames, got {t2}")
     length = t2 // 2
+    native = raw[:, :length]
     fast_view = raw[:, ::2]
     middle = raw[:, length // 2 : length // 2 + length]
     rev = lambda x: x.flip(1)  # noqa: E731
     if name == "backward":
-        return fast_view, rev(fast_view)
+        return native, rev(native)
     if name == "flip":
-        return fast_view, flip(fast_view)
+        return native, flip(native)
     if name == "flip_backward":
-        return fast_view, rev(flip(fast_view))
+        return native, rev(flip(native))
     if name == "slow":
         return fast_view, middle
     if name == "slow_backward":

@@ -26,13 +26,25 @@ def test_motion_pairs_follow_the_definitions():
     torch.testing.assert_close(a, raw[:, ::2])
     torch.testing.assert_close(p, raw[:, 15:45].flip(1))
     a, p = motion_pair("flip_backward", raw)
-    torch.testing.assert_close(p, flip_pose(raw[:, ::2]).flip(1))
+    torch.testing.assert_close(a, raw[:, :30])
+    torch.testing.assert_close(p, flip_pose(raw[:, :30]).flip(1))
     a, p = motion_pair("fast", raw)
     torch.testing.assert_close(a, raw[:, 15:45])
     torch.testing.assert_close(p, raw[:, ::2])
     pose = torch.tensor([[[0.0, 0.0, 0.0]] + [[100.0, 0.0, 5.0]] * 16])
     r = pose_transform("rot30", pose)
     torch.testing.assert_close(r[0, 1], torch.tensor([100 * np.cos(np.pi / 6), 100 * np.sin(np.pi / 6), 5.0]).float())
+
+
+def test_speed_preserving_relations_train_on_the_native_speed_clips_stage_e_uses():
+    """Stage E applies T^v_flip_backward to E_m(G(raw[:, :seq_len])) (30 consecutive frames); stage C
+    must regress it on the same native-speed anchors, not on double-speed ``raw[:, ::2]``."""
+    raw = torch.arange(60.0)[None, :, None, None].expand(2, 60, 17, 3).clone()  # value = frame index
+    for name, positive in (("backward", lambda x: x.flip(1)), ("flip", flip_pose),
+                           ("flip_backward", lambda x: flip_pose(x).flip(1))):
+        a, p = motion_pair(name, raw)
+        assert torch.equal(a[0, :, 1, 2], torch.arange(30.0)), name  # frames 0..29, one frame apart
+        torch.testing.assert_close(p, positive(raw[:, :30]))
 
 
 def test_pools_are_cached_and_disjoint(tmp_path):

@@ -13,6 +13,42 @@ Energies (spec §5, eq. (4)); which ones are on is ``energies`` (a list, in roun
 - ``flip_backward``: mean |T^v_fb(E_m(G(X))) − sg E_m(G(X⁺))|, X⁺ = frames flipped, order reversed.
 - ``slow_backward``: mean |T^v_sb(E_m(G(raw[::2]))) − sg E_m(G(reverse(raw[15:45])))|.
 
+- ``source`` (not one of the paper's energies; an anchor against drift, issue 24): mean |D_p(G(x^s)) − y^s|
+  on a labelled *source* batch per round (stage D's loss; data: ``SourceTargetDataModule``), label-free
+  on the target. ``project_codes``: the relation energies (flip, flip-backward, slow-backward, HCR)
+  compare z̃ = E_p(D_p(G(x))) instead of G(x) (differentiable through the frozen prior).
+
+Faithfulness audit (tags as in the spec: [paper], [code], [decision]):
+
+1. Unpaired 3D pose sequences (§3.1.1, §3.3.2, eqs. (2)–(3); spec §1.1, §5.3): they enter stage E only
+   through the frozen modules learned on them: E_p/D_p (stage A), E_m on E_p codes of 30-frame 30 FPS
+   sequences (stage B), and T^z_r / T^v_r (stage C: T^z regresses E_p(T^y(y)) from E_p(y), T^v regresses
+   E_m(E_p(T^Y(Y))) from E_m(E_p(Y))). Eqs. (2)–(3) then ask the same relation of G's codes of the
+   target clips: T^v(E_m(G(X))) ≈ E_m(G(T^X(X))). No term of eq. (4) reads a pose sequence. Matches.
+   Difference found and fixed: T^v_flip_backward was regressed on double-speed anchors ``raw[::2]``
+   (``data/transforms.py`` ``motion_pair``) but applied here to the native-speed clip ``raw[:, :seq_len]``;
+   the paper's sequences are 30 frames at 30 FPS (§3.1.3) and [code] trains flip-backward on native
+   30-frame clips. Stage C now uses ``raw[:L]`` for backward, flip and flip-backward.
+2. Slow-backward (§3.3.2; spec §5.3 [code], §14.8): anchor ``raw[::2]``, positive
+   ``reverse(raw[15:45])``, the same pair in stage C and here. Matches.
+3. Stop-gradient (the paper is silent; spec §5.3 [code], §14.7): pose-flip, eq. (2), through both
+   branches (``flip_stop_grad`` false); flip-backward and slow-backward, eq. (3), detach the positive
+   branch E_m(G(X⁺)); LCR/HCR, eq. (1), both branches. Matches.
+4. Distances and normalisation (eqs. (2)–(3) leave ‖·‖ open; spec §10 [code]): mean absolute error over
+   code dimensions and batch, no normalisation by the codes' spread (so the energies can also fall by
+   shrinking it; the ``source`` anchor counters that). InfoNCE, eq. (1): with its −log, τ = 0.07, on
+   L2-normalised projection heads, the other anchors as negatives ([code]; §14.6 [decision] all anchors).
+   Matches.
+5. Latent support (§3.1.2; spec §1.2, §2, §14.1): G ends in box·tanh(h/box) with the prior's box
+   (``SourceStage`` passes ``prior.latent_box``), so G(x) stays in [-box, box]^32, the support of the
+   paper's U[-1,1]^32 AAE prior. Neither eq. (4) nor [code]'s adaptation loop has a latent
+   discriminator in stage E; none is added by default. The paper-preset prior has no z-cycle, so nothing
+   makes E_p(D_p(z)) ≈ z on G's codes, while T^z, E_m and T^v were trained on E_p codes only:
+   ``project_codes`` is the option that compares projected codes [decision].
+6. Trainable set (§3.1.3; spec §7): block3 (the Res-3 analogue) plus the contrastive heads. Matches.
+7. Optimisation (§4; spec §7, §14.7): one Adam per energy, alternating; [decision] one batch per round
+   (below) and gradient-norm clipping at ``grad_clip``; the iteration count is not stated [paper].
+
 Each energy has its own Adam over the trainable encoder parts (default ``block3``, the res3
 analogue) plus its own head. Round robin (Lightning manual optimisation): every training batch is
 one round, in which each active energy in turn takes one step (its forward through the trainable
@@ -38,6 +74,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from posedistill.data import ClipBatch, ImageBatch
 from posedistill.losses.contrastive import info_nce, pose_invariant_augment
 from posedistill.losses.relations import relation_energy, slow_backward_pair
 from posedistill.metrics import pose_spread
@@ -46,21 +83,33 @@ from posedistill.stages import UpstreamMixin, freeze, require_upstream
 from posedistill.stages.pose_eval import PoseEvalModule
 
 ENERGIES = ("lcr", "hcr", "flip", "flip_backward", "slow_backward")
-# the code's learning rates (real data): contrastive 2e-5, non-local 1e-5
-CODE_LR = {"lcr": 2e-5, "hcr": 2e-5, "flip": 1e-5, "flip_backward": 1e-5, "slow_backward": 1e-5}
+# terms that are not the paper's energies but take part in the round robin: the labelled-source anchor
+ANCHORS = ("source",)
+# the code's learning rates (real data): contrastive 2e-5, non-local 1e-5; the anchor [decision]: 2e-5
+CODE_LR = {"lcr": 2e-5, "hcr": 2e-5, "flip": 1e-5, "flip_backward": 1e-5, "slow_backward": 1e-5, "source": 2e-5}
+
+
+def target_clips(batch) -> ClipBatch:
+    """The target clips of a training batch: a ``ClipBatch``, or the second item of a
+    ``(ImageBatch, ClipBatch)`` pair from ``SourceTargetDataModule`` (the ``source`` anchor)."""
+    return batch if hasattr(batch, "images") else batch[1]
 
 
 class PrefixFeatures(dict):
     """Frozen-prefix features of one batch, each computed (without gradients) on first use:
     ``raw`` (B, T_raw, C', H', W') for the raw frames, ``flipped`` (B, seq_len, C', H', W') for the first
-    ``seq_len`` frames flipped and ``view`` for the first ``hcr_windows·seq_len`` frames (``seq_len``
-    without HCR) pose-invariantly augmented."""
+    ``seq_len`` frames flipped, ``view`` for the first ``hcr_windows·seq_len`` frames (``seq_len``
+    without HCR) pose-invariantly augmented and, with a labelled source batch, ``source`` (N, 1, C', H', W')
+    for its images (their poses: ``source_poses`` (N, J, 3))."""
 
-    def __init__(self, make: Mapping[str, Callable[[], torch.Tensor]]):
+    def __init__(self, make: Mapping[str, Callable[[], torch.Tensor]], source_poses: torch.Tensor | None = None):
         super().__init__()
         self._make = make
+        self.source_poses = source_poses
 
     def __missing__(self, key: str) -> torch.Tensor:
+        if key not in self._make:
+            raise KeyError(f"no prefix features {key!r} in this batch; available: {sorted(self._make)}")
         value = self[key] = self._make[key]()
         return value
 
@@ -82,6 +131,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         hcr_windows: int = 1,
         adapt_norm_stats: bool = False,
         flip_stop_grad: bool = False,
+        project_codes: bool = False,
         head_hidden: Sequence[int] = (512, 256),
         head_dim: int = 128,
         seq_len: int = 30,
@@ -94,9 +144,9 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         super().__init__(skeleton, dims.get("eval_joints"))
         require_upstream(upstream, ("prior", "motion", "relations", "source"), "AdaptStage")
         self.save_hyperparameters(ignore=["upstream"])
-        unknown = [e for e in energies if e not in ENERGIES]
+        unknown = [e for e in energies if e not in ENERGIES + ANCHORS]
         if unknown:
-            raise ValueError(f"model.energies: unknown {unknown}; expected a subset of {list(ENERGIES)}")
+            raise ValueError(f"model.energies: unknown {unknown}; expected a subset of {list(ENERGIES + ANCHORS)}")
         self.energies = list(energies)
         if not 1 <= lcr_frames <= seq_len:
             raise ValueError(f"model.lcr_frames must be in [1, seq_len={seq_len}], got {lcr_frames}")
@@ -132,7 +182,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
     def adapt_norm_stats(self, loader) -> int:
         """Re-estimate G's BatchNorm statistics on the first ``seq_len`` frames of every target clip of
         ``loader`` (AdaBN); returns the number of frames."""
-        frames = (batch.images[:, : self.hparams.seq_len].flatten(0, 1).to(self.device) for batch in loader)
+        frames = (target_clips(batch).images[:, : self.hparams.seq_len].flatten(0, 1).to(self.device) for batch in loader)
         return self.encoder.adapt_norm_stats(frames)
 
     def on_train_start(self) -> None:
@@ -146,9 +196,11 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
     def _view(self, images: torch.Tensor) -> torch.Tensor:
         return pose_invariant_augment(images, self._gen, **self.augment_kw)
 
-    def prefix_features(self, raw: torch.Tensor, energies: Sequence[str] | None = None) -> PrefixFeatures:
+    def prefix_features(self, raw: torch.Tensor, energies: Sequence[str] | None = None,
+                        source: ImageBatch | None = None) -> PrefixFeatures:
         """The frozen leading blocks of G on the frames that ``energies`` (default: the active ones)
-        need (see :class:`PrefixFeatures`); ``raw`` keeps ``2·seq_len`` frames only for slow-backward."""
+        need (see :class:`PrefixFeatures`); ``raw`` keeps ``2·seq_len`` frames only for slow-backward;
+        ``source``: the round's labelled source batch (the ``source`` anchor)."""
         length = self.hparams.seq_len
         k = self.encoder.frozen_prefix_len()
         active = self.energies if energies is None else energies
@@ -162,8 +214,11 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
                 return self.encoder.trunk_prefix(clips.flatten(0, 1), k).unflatten(0, clips.shape[:2])
 
         clip = raw[:, :length]
-        return PrefixFeatures({"raw": lambda: prefix(raw[:, :n_raw]), "flipped": lambda: prefix(clip.flip(-1)),
-                               "view": lambda: prefix(self._view(raw[:, :n_view]))})
+        make = {"raw": lambda: prefix(raw[:, :n_raw]), "flipped": lambda: prefix(clip.flip(-1)),
+                "view": lambda: prefix(self._view(raw[:, :n_view]))}
+        if source is not None:  # (N, C, H, W) → (N, 1, C', H', W')
+            make["source"] = lambda: prefix(source.images[:, None])
+        return PrefixFeatures(make, None if source is None else source.poses)
 
     def _encode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefix features (B, T, C', H', W') through the rest of G → (first FC feature (B, T, F), z (B, T, D))."""
@@ -171,9 +226,18 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         feat, z = self.encoder.head(self.encoder.trunk_from(h.flatten(0, 1), k))
         return feat.unflatten(0, h.shape[:2]), z.unflatten(0, h.shape[:2])
 
+    def _code(self, h: torch.Tensor) -> torch.Tensor:
+        """The pose codes (B, T, D) the relation energies compare: G's z, or with ``project_codes`` its
+        projection z̃ = E_p(D_p(z)) onto the codes the frozen E_p emits (differentiable through the
+        frozen prior), the only codes T^z, E_m and T^v were trained on."""
+        z = self._encode(h)[1]
+        if not self.hparams.project_codes:
+            return z
+        return self.prior.encode(self.prior.decode(z.flatten(0, 1))).unflatten(0, z.shape[:2])
+
     def _motion_code(self, h: torch.Tensor) -> torch.Tensor:
         """Prefix features of clips (B, T, C', H', W') → v (B, D_v)."""
-        return self.motion.encode(self._encode(h)[1])
+        return self.motion.encode(self._code(h))
 
     def lcr_frame_index(self) -> list[int]:
         """The frames of each clip that are LCR anchors: frame 0 (the code) or ``lcr_frames`` evenly
@@ -197,10 +261,10 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         return info_nce(v_a, v_p, self.hparams.temperature, self.hparams.contrastive_anchor)
 
     def energy_flip(self, pre: PrefixFeatures) -> torch.Tensor:
-        z = self._encode(pre["raw"][:, : self.hparams.seq_len])[1]
+        z = self._code(pre["raw"][:, : self.hparams.seq_len])
         stop = self.hparams.flip_stop_grad
         with torch.set_grad_enabled(torch.is_grad_enabled() and not stop):
-            z_flip = self._encode(pre["flipped"])[1]
+            z_flip = self._code(pre["flipped"])
         return relation_energy(self.relations.pose_relation("flip")(z), z_flip, stop_grad_positive=stop)
 
     def energy_flip_backward(self, pre: PrefixFeatures) -> torch.Tensor:
@@ -215,6 +279,16 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         with torch.no_grad():
             v_pos = self._motion_code(positive)
         return relation_energy(self.relations.motion_relation("slow_backward")(v), v_pos, stop_grad_positive=True)
+
+    def energy_source(self, pre: PrefixFeatures) -> torch.Tensor:
+        """The labelled-source anchor (not one of the paper's energies): stage D's loss
+        mean |D_p(G(x^s)) − y^s| (mm) on the round's source batch; no target label enters."""
+        if pre.source_poses is None:
+            raise ValueError("model.energies has 'source' but the batch has no labelled source images: use the "
+                             "data module posedistill.stages.baselines.SourceTargetDataModule "
+                             "(experiment posedistill/synthetic_adapt_source_anchor)")
+        z = self._encode(pre["source"])[1].flatten(0, 1)  # (N, D)
+        return (self.prior.decode(z) - pre.source_poses).abs().mean()
 
     def energy(self, name: str, batch: torch.Tensor | PrefixFeatures) -> torch.Tensor:
         """One energy on raw clips (B, T_raw, C, H, W) or on their :meth:`prefix_features`."""
@@ -239,7 +313,8 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
             return None
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]
-        pre = self.prefix_features(batch.images)
+        source = None if hasattr(batch, "images") else batch[0]
+        pre = self.prefix_features(target_clips(batch).images, source=source)
         losses = []
         for name, opt in zip(self.energies, opts):
             loss = self.energy(name, pre)

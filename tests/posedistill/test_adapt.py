@@ -255,3 +255,58 @@ def test_training_logs_the_label_free_pose_spread_of_the_round(upstream):
     poses = poses - poses[:, :1]
     expected = ((poses - poses.mean(0)) ** 2).sum(-1).mean() ** 0.5
     assert model.trainer.callback_metrics["train/pose_spread_mm"].item() == pytest.approx(expected, rel=1e-4)
+
+
+class _SourceTargetPairs(Dataset):
+    """(ImageBatch, ClipBatch) items, as SourceTargetDataModule's combined loader yields them."""
+
+    def __init__(self, source, target):
+        self.source, self.target = source, target
+
+    def __len__(self):
+        return len(self.target.images)
+
+    def __getitem__(self, i):
+        return type(self.source)(*(x[i] for x in self.source)), type(self.target)(*(x[i] for x in self.target))
+
+
+def test_source_anchor_is_the_source_l1_on_the_rounds_labelled_source_batch(upstream):
+    """energies with ``source``: a round-robin term mean |D_p(G(x^s)) − y^s| on the source half of an
+    (ImageBatch, ClipBatch) batch, with its own Adam over the trainable block; it needs source images."""
+    from tests.posedistill.conftest import image_batch
+
+    model = AdaptStage(upstream, energies=["flip", "source"], lr={"flip": 0.0, "source": 1e-2})
+    src, tgt = image_batch(4), clip_batch(2)
+    pre = model.prefix_features(tgt.images, source=src)
+    with torch.no_grad():
+        expected = (model.predict_pose(src.images) - src.poses).abs().mean()
+        torch.testing.assert_close(model.energy("source", pre), expected)
+    block = _snapshot(model.encoder.blocks["block3"])
+    loader = DataLoader(_SourceTargetPairs(image_batch(4), clip_batch(4)), batch_size=2)
+    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(model, train_dataloaders=loader)  # one round: flip (lr 0), then source
+    assert any(not torch.equal(v, block[k]) for k, v in model.encoder.blocks["block3"].state_dict().items())
+    assert "train/source" in trainer.callback_metrics
+    with pytest.raises(ValueError, match="SourceTargetDataModule"):
+        model.energy("source", model.prefix_features(tgt.images))
+
+
+def test_project_codes_compares_the_prior_projection_of_gs_codes(upstream):
+    """project_codes: the relation energies see z̃ = E_p(D_p(G(x))), with gradients through the frozen
+    prior into the trainable block; G's own prediction D_p(G(x)) is unchanged."""
+    raw = clip_batch(2).images
+    model = AdaptStage(upstream, energies=["flip", "flip_backward"], project_codes=True)
+    pre = model.prefix_features(raw)
+    proj = lambda h: model.prior.encode(model.prior.decode(model._encode(h)[1].flatten(0, 1))).unflatten(0, h.shape[:2])  # noqa: E731
+    z, z_flip = proj(pre["raw"][:, :30]), proj(pre["flipped"])
+    expected = (model.relations.pose_relation("flip")(z) - z_flip).abs().mean()
+    loss = model.energy("flip", pre)
+    torch.testing.assert_close(loss, expected)
+    plain = AdaptStage(upstream, energies=["flip"]).energy("flip", pre)
+    assert not torch.allclose(loss, plain)
+    grads = torch.autograd.grad(model.energy("flip_backward", pre), model.energy_params("flip_backward"))
+    assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    frames = raw[0, :4]
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict_pose(frames), upstream["source"].predict_pose(frames))

@@ -6,11 +6,12 @@ Validation and test infer a fresh embedding for every held-out trial with everyt
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from jedi_rnn.data.trials import TrialBatch
 from jedi_rnn.evaluation import TEST_SPLITS, HeldOutEvaluation, InferredEmbeddings  # noqa: F401 (re-exported)
@@ -53,8 +54,10 @@ class JediModule(HeldOutEvaluation):
             only the first H bins, H growing linearly from ``start`` to the full trial over
             ``ramp_epochs``; None trains on whole trials from the start. Fitting oscillations over
             many cycles from the start puts the loss in a landscape of phase-slip minima.
-        lr_schedule: ``none`` or ``cosine`` (all rates decay to ``final_lr_fraction`` of their start
-            over ``trainer.max_epochs``).
+        optimizer: partial constructor ``(parameter groups) -> Optimizer`` (``model.optimizer``); every
+            group carries its own rate (``lr``, ``shared_lr``, ``embedding_lr``) and weight decay.
+        scheduler: None (constant rates) or a partial ``(optimizer, total_steps) -> LRScheduler``
+            (``model.scheduler``), stepped once per epoch over ``trainer.max_epochs``.
         infer: held-out embedding inference: steps (test), val_steps, lr, split (none | time | neurons),
             fraction (time split), heldout_neurons (fraction held out in the neuron split),
             init (best_condition | best_between | mean), neighbours (best_between).
@@ -65,10 +68,12 @@ class JediModule(HeldOutEvaluation):
                  embedding_dim: int = 8, embedding_tie: str = "trial", embedding_init_std: float = 0.1,
                  embedding_l2: float = 1e-4, latent_dim: Optional[int] = None, init_state: str = "data",
                  lr: float = 1e-3, embedding_lr: float = 1e-2, shared_lr: float = 3e-2, weight_decay: float = 0.0,
-                 noise_seed: int = 0, horizon: Optional[dict] = None, lr_schedule: str = "none",
-                 final_lr_fraction: float = 0.05, infer: Optional[dict] = None):
+                 noise_seed: int = 0, horizon: Optional[dict] = None,
+                 optimizer: Callable[..., Optimizer] = torch.optim.AdamW,
+                 scheduler: Optional[Callable[..., LRScheduler]] = None, infer: Optional[dict] = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["hypernet", "rnn", "loss"])
+        self.save_hyperparameters(ignore=["hypernet", "rnn", "loss", "optimizer", "scheduler"])
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
         if init_state not in ("data", "context"):
             raise ValueError(f"model.init_state must be 'data' or 'context', got {init_state!r}")
         if latent_dim is not None and init_state == "data":
@@ -154,17 +159,10 @@ class JediModule(HeldOutEvaluation):
         ]
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameter_groups())
-        if self.hparams.lr_schedule == "none":
+        optimizer = self.make_optimizer(self.parameter_groups())
+        if self.make_scheduler is None:
             return optimizer
-        if self.hparams.lr_schedule != "cosine":
-            raise ValueError(f"model.lr_schedule must be none or cosine, got {self.hparams.lr_schedule!r}")
-        total, floor = max(1, self.trainer.max_epochs), self.hparams.final_lr_fraction
-
-        def factor(epoch: int) -> float:
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(epoch, total) / total))
-
-        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor)}
+        return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer, total_steps=max(1, self.trainer.max_epochs))}
 
     # -- held-out trials -------------------------------------------------------------------------
     def _fit_and_score_masks(self, data: Tensor) -> tuple[Tensor, Tensor]:

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from jedi_rnn.baselines.optim import network_and_embedding_groups
+from jedi_rnn.baselines.optim import OptimizerFactory, SchedulerFactory, network_and_embedding_groups
 from jedi_rnn.lit_module import JediModule
 from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
 
@@ -43,13 +43,14 @@ class ContextInputRNN(JediModule):
                  embedding_dim: int = 8, embedding_tie: str = "trial", embedding_init_std: float = 0.1,
                  embedding_l2: float = 1e-4, lr: float = 1e-3, embedding_lr: float = 1e-2,
                  weight_decay: float = 0.0, noise_seed: int = 0, horizon: Optional[dict] = None,
-                 lr_schedule: str = "none", final_lr_fraction: float = 0.05, infer: Optional[dict] = None):
+                 optimizer: OptimizerFactory = torch.optim.AdamW, scheduler: Optional[SchedulerFactory] = None,
+                 infer: Optional[dict] = None):
         super().__init__(n_neurons, n_train_trials, n_conditions, n_steps, dt,
                          hypernet=partial(ContextInputWeights, gain=init_gain), rnn=rnn, loss=loss,
                          embedding_dim=embedding_dim, embedding_tie=embedding_tie,
                          embedding_init_std=embedding_init_std, embedding_l2=embedding_l2, lr=lr,
                          embedding_lr=embedding_lr, weight_decay=weight_decay, noise_seed=noise_seed,
-                         horizon=horizon, lr_schedule=lr_schedule, final_lr_fraction=final_lr_fraction, infer=infer)
+                         horizon=horizon, optimizer=optimizer, scheduler=scheduler, infer=infer)
 
     def parameter_groups(self) -> list[dict]:
         return network_and_embedding_groups(self, self.hparams.lr, self.hparams.embedding_lr,

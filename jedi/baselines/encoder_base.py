@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from jedi_rnn.baselines.optim import with_schedule
+from jedi_rnn.baselines.optim import OptimizerFactory, SchedulerFactory
 from jedi_rnn.data.trials import TrialBatch
 from jedi_rnn.evaluation import HeldOutEvaluation
 from jedi_rnn.losses import MaskedMSE
@@ -35,8 +35,10 @@ class EncoderBaseline(HeldOutEvaluation):
     """
 
     def __init__(self, n_neurons: int, loss: Optional[nn.Module], kl_weight: float, kl_warmup_epochs: int,
-                 horizon: Optional[dict], noise_seed: int):
+                 horizon: Optional[dict], noise_seed: int, optimizer: OptimizerFactory,
+                 scheduler: Optional[SchedulerFactory]):
         super().__init__()
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
         if kl_weight < 0 or kl_warmup_epochs < 0:
             raise ValueError(f"model.kl_weight and model.kl_warmup_epochs must be >= 0, got {kl_weight}, {kl_warmup_epochs}")
         self.loss_fn = loss if loss is not None else MaskedMSE()
@@ -99,8 +101,11 @@ class EncoderBaseline(HeldOutEvaluation):
         return loss
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        return with_schedule(optimizer, self.hparams.lr_schedule, self.trainer.max_epochs, self.hparams.final_lr_fraction)
+        """``model.optimizer`` over all parameters; ``model.scheduler`` (if any) stepped once per epoch."""
+        optimizer = self.make_optimizer(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.make_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer, total_steps=max(1, self.trainer.max_epochs))}
 
     # -- held-out trials -------------------------------------------------------------------------
     def _evaluate(self, batch: TrialBatch) -> tuple[Tensor, Tensor]:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jedi_rnn.baselines.optim import network_and_embedding_groups
+from jedi_rnn.baselines.optim import OptimizerFactory, SchedulerFactory, network_and_embedding_groups
 from jedi_rnn.data.trials import TrialBatch
 from jedi_rnn.lit_module import JediModule
 from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
@@ -66,15 +66,16 @@ class PerConditionRNN(JediModule):
     def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,
                  rnn: Callable[..., RateRNN], loss: Optional[nn.Module] = None, init_gain: float = 1.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, noise_seed: int = 0, horizon: Optional[dict] = None,
-                 lr_schedule: str = "none", final_lr_fraction: float = 0.05, infer: Optional[dict] = None):
+                 optimizer: OptimizerFactory = torch.optim.AdamW, scheduler: Optional[SchedulerFactory] = None,
+                 infer: Optional[dict] = None):
         if (infer or {}).get("split", "none") != "none":
             raise ValueError("model.infer.split must be 'none' for the per-condition RNN (it picks a condition, "
                              "it fits no context)")
         super().__init__(n_neurons, n_train_trials, n_conditions, n_steps, dt,
                          hypernet=partial(PerConditionWeights, gain=init_gain), rnn=rnn, loss=loss,
                          embedding_dim=n_conditions, embedding_l2=0.0, lr=lr, weight_decay=weight_decay,
-                         noise_seed=noise_seed, horizon=horizon, lr_schedule=lr_schedule,
-                         final_lr_fraction=final_lr_fraction, infer={**(infer or {}), "init": "best_condition"})
+                         noise_seed=noise_seed, horizon=horizon, optimizer=optimizer, scheduler=scheduler,
+                         infer={**(infer or {}), "init": "best_condition"})
         self.embeddings = OneHotCondition(n_conditions)
 
     def _raw(self, c: Tensor, data: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from jedi_rnn.baselines.encoder_base import EncoderBaseline
+from jedi_rnn.baselines.optim import OptimizerFactory, SchedulerFactory
 
 
 class RNNVAE(EncoderBaseline):
@@ -21,9 +22,9 @@ class RNNVAE(EncoderBaseline):
                  loss: Optional[nn.Module] = None, embedding_dim: int = 8, encoder_dim: int = 64,
                  generator_dim: int = 64, kl_weight: float = 1.0, kl_warmup_epochs: int = 50, lr: float = 1e-3,
                  weight_decay: float = 0.0, noise_seed: int = 0, horizon: Optional[dict] = None,
-                 lr_schedule: str = "none", final_lr_fraction: float = 0.05):
-        super().__init__(n_neurons, loss, kl_weight, kl_warmup_epochs, horizon, noise_seed)
-        self.save_hyperparameters(ignore=["loss"])
+                 optimizer: OptimizerFactory = torch.optim.AdamW, scheduler: Optional[SchedulerFactory] = None):
+        super().__init__(n_neurons, loss, kl_weight, kl_warmup_epochs, horizon, noise_seed, optimizer, scheduler)
+        self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
         self.encoder = nn.GRU(n_neurons, encoder_dim, batch_first=True, bidirectional=True)
         self.posterior = nn.Linear(2 * encoder_dim, 2 * embedding_dim)
         self.to_h0 = nn.Linear(embedding_dim, generator_dim)

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from jedi_rnn.baselines.optim import network_and_embedding_groups
+from jedi_rnn.baselines.optim import OptimizerFactory, SchedulerFactory, network_and_embedding_groups
 from jedi_rnn.data.trials import TrialBatch
 from jedi_rnn.lit_module import JediModule
 from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
@@ -53,11 +53,12 @@ class SharedRNN(JediModule):
     def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,
                  rnn: Callable[..., RateRNN], loss: Optional[nn.Module] = None, init_gain: float = 1.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, noise_seed: int = 0, horizon: Optional[dict] = None,
-                 lr_schedule: str = "none", final_lr_fraction: float = 0.05, infer: Optional[dict] = None):
+                 optimizer: OptimizerFactory = torch.optim.AdamW, scheduler: Optional[SchedulerFactory] = None,
+                 infer: Optional[dict] = None):
         super().__init__(n_neurons, n_train_trials, n_conditions, n_steps, dt,
                          hypernet=partial(SharedWeights, gain=init_gain), rnn=rnn, loss=loss, embedding_dim=1,
                          embedding_l2=0.0, lr=lr, weight_decay=weight_decay, noise_seed=noise_seed, horizon=horizon,
-                         lr_schedule=lr_schedule, final_lr_fraction=final_lr_fraction, infer=infer)
+                         optimizer=optimizer, scheduler=scheduler, infer=infer)
         self.embeddings = NoContext()
 
     def parameter_groups(self) -> list[dict]:

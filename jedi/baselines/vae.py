@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from jedi_rnn.baselines.encoder_base import EncoderBaseline
+from jedi_rnn.baselines.optim import OptimizerFactory, SchedulerFactory
 
 
 def _mlp(n_in: int, hidden_dim: int, n_out: int) -> nn.Sequential:
@@ -25,10 +27,10 @@ class VAE(EncoderBaseline):
     def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,
                  loss: Optional[nn.Module] = None, embedding_dim: int = 8, hidden_dim: int = 128,
                  kl_weight: float = 1.0, kl_warmup_epochs: int = 50, lr: float = 1e-3, weight_decay: float = 0.0,
-                 noise_seed: int = 0, horizon: Optional[dict] = None, lr_schedule: str = "none",
-                 final_lr_fraction: float = 0.05):
-        super().__init__(n_neurons, loss, kl_weight, kl_warmup_epochs, horizon, noise_seed)
-        self.save_hyperparameters(ignore=["loss"])
+                 noise_seed: int = 0, horizon: Optional[dict] = None, optimizer: OptimizerFactory = torch.optim.AdamW,
+                 scheduler: Optional[SchedulerFactory] = None):
+        super().__init__(n_neurons, loss, kl_weight, kl_warmup_epochs, horizon, noise_seed, optimizer, scheduler)
+        self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"])
         self.n_steps, self.n_neurons = n_steps, n_neurons
         self.encoder = _mlp(n_steps * n_neurons, hidden_dim, 2 * embedding_dim)
         self.decoder = _mlp(embedding_dim, hidden_dim, n_steps * n_neurons)

@@ -55,7 +55,7 @@ def _final_weights(cfg) -> dict:
 
 def test_resume_from_last_ckpt_gives_the_same_final_weights(compose_cfg, tmp_path):
     common = [*TINY_JEDI, "callbacks=default", "~callbacks.rich_progress_bar", "trainer.deterministic=true",
-              "test=false", "analyze=false", "model.lr_schedule=none", "logger=wandb"]  # a 2-epoch run has its own cosine
+              "test=false", "analyze=false", "model.scheduler=null", "logger=wandb"]  # a 2-epoch run has its own cosine
     full = _final_weights(compose_cfg([*common, "trainer.max_epochs=4"]))
     # an interrupted run (2 of 4 epochs) resumed from its last.ckpt ...
     cfg = compose_cfg([*common, "trainer.max_epochs=2"])
@@ -132,7 +132,7 @@ def test_ddp_on_two_cpu_processes_synchronises_metrics(compose_cfg):
 def test_hypernetwork_heads_compose_and_the_experiment_reaches_them(compose_cfg, overrides, head):
     cfg = compose_cfg(["experiment=jedi/multifreq_demo", *overrides])
     assert cfg.model.hypernet._target_ == f"jedi_rnn.models.hypernet.{head}"
-    assert cfg.model.embedding_tie == "condition" and cfg.model.lr_schedule == "cosine"  # set by the experiment
+    assert cfg.model.embedding_tie == "condition" and cfg.model.scheduler.final_fraction == 0.05  # set by the experiment
 
 
 def test_full_rank_ablation_runs_one_step(compose_cfg):

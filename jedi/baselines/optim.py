@@ -1,10 +1,16 @@
-"""Optimiser helpers shared by the baselines."""
+"""Optimiser helpers shared by the baselines: the types of the ``optimizer`` / ``scheduler`` partials
+every JEDI model takes, and the network / embedding parameter groups."""
 from __future__ import annotations
 
-import math
+from typing import Callable
 
-import torch
 from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+# ``model.optimizer``: (parameter groups) -> Optimizer; ``model.scheduler``: (optimizer, total_steps) -> LRScheduler
+OptimizerFactory = Callable[..., Optimizer]
+SchedulerFactory = Callable[..., LRScheduler]
 
 
 def network_and_embedding_groups(module: nn.Module, lr: float, embedding_lr: float, weight_decay: float) -> list[dict]:
@@ -16,18 +22,3 @@ def network_and_embedding_groups(module: nn.Module, lr: float, embedding_lr: flo
     if table:
         groups.append({"params": table, "lr": embedding_lr, "weight_decay": 0.0})
     return groups
-
-
-def with_schedule(optimizer: torch.optim.Optimizer, schedule: str, max_epochs: int, final_fraction: float):
-    """Lightning's optimiser config: the optimiser alone (``none``) or with a per-epoch cosine decay of
-    every rate to ``final_fraction`` of its start over ``max_epochs`` (``cosine``)."""
-    if schedule == "none":
-        return optimizer
-    if schedule != "cosine":
-        raise ValueError(f"model.lr_schedule must be none or cosine, got {schedule!r}")
-    total = max(1, max_epochs)
-
-    def factor(epoch: int) -> float:
-        return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * min(epoch, total) / total))
-
-    return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor)}

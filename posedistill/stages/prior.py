@@ -5,19 +5,22 @@ or ``'pose'`` (released code: pose-space discriminator on D_p(z_rand)); ``cycles
 z-cycle |E_p(D_p(z_rand)) − z_rand| (the x-cycle is the reconstruction); ``gan_loss`` 'bce' or the
 code's least-absolute 'l1' with ±1 targets. The reconstruction target is the input pose
 retargeted onto the canonical skeleton when ``output='bones'`` (the prior's pose space).
-Manual optimisation: one Adam for E_p+D_p, one for the discriminator, updated every step with
-cosine learning-rate decay
+Manual optimisation: one optimiser (``optimizer``, Adam) for E_p+D_p, one for the discriminator,
+updated every step; a ``scheduler`` (e.g. cosine decay) follows the stage's optimiser steps
 (the code's accuracy-switched alternation is replaced by simultaneous updates after a
 reconstruction-only warm-up of ``warmup_steps``).
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Optional
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from posedistill.metrics import MPJPE, PAMPJPE
 from posedistill.models.discriminators import LatentDiscriminator, PoseDiscriminator
@@ -45,15 +48,17 @@ class PosePriorStage(pl.LightningModule):
                  hidden: Sequence[int] = (256, 256), output: str = "bones", discriminator: str = "latent",
                  cycles: bool = False, gan_loss: str = "bce", rec_weight: float = 1.0, cycle_weight: float = 1.0,
                  adv_weight: float = 0.01, disc_hidden: Sequence[int] = (256, 256), lr: float = 1e-3,
-                 lr_disc: float = 1e-3, warmup_steps: int = 500, cosine_lr: bool = True, flip_p: float = 0.5,
-                 grad_clip: float = 1.0, seed: int = 0):
+                 lr_disc: float = 1e-3, warmup_steps: int = 500, flip_p: float = 0.5, grad_clip: float = 1.0,
+                 seed: int = 0, optimizer: Callable[..., Optimizer] = partial(torch.optim.Adam, betas=(0.5, 0.999)),
+                 scheduler: Optional[Callable[..., LRScheduler]] = None):
         super().__init__()
         if discriminator not in ("latent", "pose"):
             raise ValueError(f"PosePriorStage: discriminator must be 'latent' or 'pose', got {discriminator!r}")
         if gan_loss not in ("bce", "l1"):
             raise ValueError(f"PosePriorStage: gan_loss must be 'bce' or 'l1', got {gan_loss!r}")
         hidden, disc_hidden = tuple(hidden), tuple(disc_hidden)  # plain types: checkpoints load weights_only
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.automatic_optimization = False
         self.skeleton = get_skeleton(skeleton)
         self.latent_box = float(latent_box)
@@ -93,9 +98,7 @@ class PosePriorStage(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         h = self.hparams
         opt_ae, opt_d = self.optimizers()
-        if h.cosine_lr:
-            self._cosine(opt_ae, h.lr)
-            self._cosine(opt_d, h.lr_disc)
+        self._follow_schedules()
         pose = self._augment(batch.poses)
         target = self.target(pose)
         z_rand = self.sample_latent(len(pose))
@@ -127,17 +130,22 @@ class PosePriorStage(pl.LightningModule):
         self.log_dict({"train/loss": loss, "train/rec_l1_m": rec, "train/adv": adv, "train/disc": d_loss}, prog_bar=True)
         return loss
 
-    def _cosine(self, opt, base_lr: float) -> None:
-        """Cosine decay from base_lr to 5 % of it over the trainer's total steps."""
-        total = max(1, self.trainer.estimated_stepping_batches)
-        frac = min(1.0, self.global_step / total)
-        for group in opt.param_groups:
-            group["lr"] = base_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+    def _follow_schedules(self) -> None:
+        """Bring both optimisers' schedules to the stage's global step (which counts the steps of both)."""
+        for scheduler in self.lr_schedulers() or []:
+            while scheduler.last_epoch < self.global_step:
+                scheduler.step()
 
     def configure_optimizers(self):
+        """The auto-encoder's and the discriminator's optimisers (rates ``lr``, ``lr_disc``), each with a
+        schedule over the trainer's total optimiser steps when ``scheduler`` is set."""
         ae = list(self.encoder.parameters()) + list(self.decoder.parameters())
-        return (torch.optim.Adam(ae, lr=self.hparams.lr, betas=(0.5, 0.999)),
-                torch.optim.Adam(self.disc.parameters(), lr=self.hparams.lr_disc, betas=(0.5, 0.999)))
+        optimizers = [self.make_optimizer(ae, lr=self.hparams.lr),
+                      self.make_optimizer(self.disc.parameters(), lr=self.hparams.lr_disc)]
+        if self.make_scheduler is None:
+            return optimizers
+        total = self.trainer.estimated_stepping_batches
+        return optimizers, [self.make_scheduler(opt, total_steps=total) for opt in optimizers]
 
     # -- evaluation ------------------------------------------------------------------------------
     def bone_ratio_error(self, n: int = 1024) -> torch.Tensor:

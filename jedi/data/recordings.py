@@ -2,19 +2,23 @@
 
 Arrays: ``rates`` or ``spikes`` (trials, time, neurons); ``condition`` (trials,) integer labels or
 strings; optional ``dt`` (seconds per bin) and ``condition_names``. Missing, mis-shaped or corrupt
-arrays give an error naming the file and the array.
+arrays give an error naming the file and the array. ``recording_file`` reads an .h5 file lazily
+(``jedi_rnn.data.h5trials``: trials stay on disk) and an .npz file into memory.
 """
 from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
+from jedi_rnn.data.h5trials import LazyTrialSet, open_h5_trials
 from jedi_rnn.data.trials import TrialSet
+
+H5_SUFFIXES = (".h5", ".hdf5")
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -24,10 +28,14 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        if path.suffix in (".h5", ".hdf5"):
+        if path.suffix in H5_SUFFIXES:
             import h5py
             with h5py.File(path, "r") as f:
-                return {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+                arrays = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+                if "condition_names" in arrays:  # h5py gives variable-length strings as bytes
+                    arrays["condition_names"] = np.asarray([n.decode() if isinstance(n, bytes) else n
+                                                            for n in arrays["condition_names"]])
+                return arrays
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise ValueError(f"{path}: cannot be read, the file is truncated or corrupt ({type(err).__name__}: {err})") from err
     raise ValueError(f"data.source.path: {path} must be a .npz or .h5 file")
@@ -84,3 +92,24 @@ class RecordingFile:
             raise KeyError(f"{path}: array 'dt' is missing; set data.source.dt=<seconds per bin>")
         return TrialSet(data=torch.as_tensor(data, dtype=torch.float32), conditions=torch.as_tensor(labels, dtype=torch.long),
                         condition_names=names, dt=dt, meta={"label": f"recordings ({path.name}, {name})"}).validate(str(path))
+
+
+@dataclass
+class LazyRecordingFile:
+    """A source reading an HDF5 recordings file lazily: the trials stay on disk and are read per batch
+    (never cached: the file is the cache). Args as ``RecordingFile``."""
+
+    path: str
+    array: str = "auto"
+    dt: Optional[float] = None
+
+    def __call__(self) -> LazyTrialSet:
+        return open_h5_trials(self.path, self.array, self.dt)
+
+
+def recording_file(path: str, array: str = "auto", dt: Optional[float] = None,
+                   lazy: bool = True) -> Union[RecordingFile, LazyRecordingFile]:
+    """The source for a recordings file: .h5 / .hdf5 read lazily (``lazy=True``), otherwise into memory."""
+    if lazy and Path(path).suffix in H5_SUFFIXES:
+        return LazyRecordingFile(path, array, dt)
+    return RecordingFile(path, array, dt)

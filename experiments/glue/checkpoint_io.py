@@ -1,8 +1,6 @@
-"""Atomic checkpoints: written to a temporary file and renamed, read with weights_only=True."""
+"""Atomic checkpoints: written through ``cache.atomic_write``, read with weights_only=True."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,24 +8,15 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from experiments.glue.cache import atomic_write
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """A checkpoint on disk is always complete: a crash mid-write leaves the previous one intact."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
-        checkpoint = _plain(checkpoint)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_write(path) as f:
+            torch.save(_plain(checkpoint), f)
 
     def load_checkpoint(self, path, map_location: Optional[Any] = None, weights_only: Optional[bool] = None) -> dict:
         return load_checkpoint(path, map_location)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,20 +20,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from experiments.glue.build import build_callbacks, build_datamodule, build_model, build_trainer, count_parameters
+from experiments.glue.cache import atomic_write
 from experiments.glue.checkpoint_io import load_checkpoint
 from experiments.glue.logging_setup import WANDB_ID_FILE, instantiate_loggers, log_config
 from experiments.glue.stages import run_stages
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -109,12 +101,10 @@ def trim_csv_logs(run_dir: Path, global_step: int) -> None:
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
             fields, rows = reader.fieldnames, [r for r in reader if int(r["step"]) < global_step]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", newline="") as f:
+        with atomic_write(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -203,7 +193,8 @@ def run_task(fn: Callable[[DictConfig], dict], cfg: DictConfig) -> dict[str, flo
     finally:
         run_dir = Path(cfg.paths.output_dir)  # a resumed run continues in its original dir
         try:
-            write_json_atomic(run_dir / METRICS_FILE, {**metrics, "status": status})
+            with atomic_write(run_dir / METRICS_FILE, "w") as f:
+                json.dump({**metrics, "status": status}, f, indent=2, sort_keys=True)
         except OSError as err:
             log.error("could not write %s: %s", run_dir / METRICS_FILE, err)
         _finish_wandb(status)

@@ -2,22 +2,15 @@
 that splits it into train / val / test trials and held-out conditions."""
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Protocol, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,9 +63,9 @@ class TrialSet:
         return TrialSet(self.data[idx], self.conditions[idx], self.condition_names, self.dt,
                         self.condition_values, {k: v[idx] for k, v in self.extras.items()}, self.meta)
 
-    # -- cache files: plain arrays + JSON, never pickles ---------------------------------------
-    def save(self, path: Path) -> None:
-        """Write atomically (temporary file, then rename) as .npz."""
+    # -- cache entries: plain arrays + JSON, never pickles --------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The trial set as named arrays (the form it is cached in); ``from_arrays`` inverts it."""
         arrays = {"data": self.data.numpy(), "condition": self.conditions.numpy(), "dt": np.asarray(self.dt)}
         if self.condition_values is not None:
             arrays["condition_values"] = self.condition_values.numpy()
@@ -84,52 +77,40 @@ class TrialSet:
             else:
                 scalars[k] = v
         arrays["json"] = np.asarray(json.dumps({"condition_names": self.condition_names, "meta": scalars}))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        os.close(fd)
-        try:
-            np.savez(tmp, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        return arrays
 
     @classmethod
-    def load(cls, path: Path) -> "TrialSet":
-        with np.load(path, allow_pickle=False) as z:
-            info = json.loads(str(z["json"]))
-            meta = dict(info["meta"])
-            meta.update({k[5:]: z[k] for k in z.files if k.startswith("meta/")})
-            return cls(
-                data=torch.from_numpy(z["data"]), conditions=torch.from_numpy(z["condition"]).long(),
-                condition_names=list(info["condition_names"]), dt=float(z["dt"]),
-                condition_values=torch.from_numpy(z["condition_values"]) if "condition_values" in z.files else None,
-                extras={k[7:]: torch.from_numpy(z[k]) for k in z.files if k.startswith("extras/")}, meta=meta)
+    def from_arrays(cls, z: dict[str, np.ndarray]) -> "TrialSet":
+        info = json.loads(str(z["json"]))
+        meta = dict(info["meta"])
+        meta.update({k[5:]: v for k, v in z.items() if k.startswith("meta/")})
+        return cls(
+            data=torch.from_numpy(z["data"]), conditions=torch.from_numpy(z["condition"]).long(),
+            condition_names=list(info["condition_names"]), dt=float(z["dt"]),
+            condition_values=torch.from_numpy(z["condition_values"]) if "condition_values" in z else None,
+            extras={k[7:]: torch.from_numpy(v) for k, v in z.items() if k.startswith("extras/")}, meta=meta)
 
 
-def config_hash(config: dict) -> str:
-    """Stable short hash of a JSON-serialisable config."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+class ArrayCache(Protocol):
+    """Where built trial sets are kept between runs (the runner's ``DiskCache``): ``arrays`` returns the
+    entry ``name`` built from ``key``, or calls ``build`` and stores ``encode(value)``."""
+
+    def arrays(self, name: str, key: dict, build: Callable[[], TrialSet],
+               encode: Callable[[TrialSet], dict[str, np.ndarray]],
+               decode: Callable[[dict[str, np.ndarray]], TrialSet]) -> TrialSet: ...
 
 
-def load_or_generate(source: Callable[[], TrialSet], cache_dir: Optional[str]) -> TrialSet:
+def load_or_generate(source: Callable[[], TrialSet], cache: Optional[ArrayCache]) -> TrialSet:
     """Call ``source`` or reuse its cached output; a source is cacheable if it has ``cache_key()``.
 
-    A cache file that fails to load is reported and regenerated, never used half-read.
+    A cached set that fails to load or validate is reported and regenerated, never used half-read.
     """
     key_fn = getattr(source, "cache_key", None)
-    if cache_dir is None or key_fn is None:
+    if cache is None or key_fn is None:
         return source()
-    key = key_fn()
-    path = Path(cache_dir) / f"{type(source).__name__}-{config_hash(key)}.npz"
-    if path.exists():
-        try:
-            return TrialSet.load(path).validate(str(path))
-        except Exception as err:  # corrupt or truncated cache: regenerate
-            log.warning("cached dataset %s failed to load (%s); regenerating it", path, err)
-    trials = source()
-    trials.save(path)
-    return trials
+    name = type(source).__name__
+    return cache.arrays(name, key_fn(), source, encode=TrialSet.to_arrays,
+                        decode=lambda z: TrialSet.from_arrays(z).validate(f"cached {name}"))
 
 
 class TrialBatch(NamedTuple):
@@ -209,11 +190,13 @@ class TrialDataModule(pl.LightningDataModule):
         source: callable returning a TrialSet (a simulator or a file loader).
         heldout_conditions: condition names whose trials form ``heldout_set``.
         split: fractions of each seen condition's trials for train / val / test.
+        cache: keeps a cacheable source's trials between runs (the runner's ``DiskCache``); None
+            generates them in memory.
     """
 
     def __init__(self, source: Callable[[], TrialSet], batch_size: int = 64, num_workers: int = 0,
                  seed: int = 0, split: Sequence[float] = (0.7, 0.15, 0.15),
-                 heldout_conditions: Sequence[str] = (), cache_dir: Optional[str] = None,
+                 heldout_conditions: Sequence[str] = (), cache: Optional[ArrayCache] = None,
                  transform: Optional[Callable[[TrialSet], TrialSet]] = None):
         super().__init__()
         if batch_size < 1:
@@ -222,16 +205,16 @@ class TrialDataModule(pl.LightningDataModule):
             raise ValueError(f"data.split must be three non-negative fractions summing to 1, got {list(split)}")
         self.source, self.transform = source, transform
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.split, self.heldout_conditions, self.cache_dir = tuple(split), list(heldout_conditions), cache_dir
+        self.split, self.heldout_conditions, self.cache = tuple(split), list(heldout_conditions), cache
         self.full_set: Optional[TrialSet] = None
 
     def prepare_data(self) -> None:
-        load_or_generate(self.source, self.cache_dir)
+        load_or_generate(self.source, self.cache)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.full_set is not None:
             return
-        trials = load_or_generate(self.source, self.cache_dir)
+        trials = load_or_generate(self.source, self.cache)
         if self.transform is not None:
             trials = self.transform(trials)
         self.full_set = trials.validate(type(self.source).__name__)

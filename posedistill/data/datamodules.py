@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from posedistill.data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, h36m_clips
-from posedistill.data.pools import sequence_pool, source_pool, target_pool
+from posedistill.data.pools import ArrayCache, sequence_pool, source_pool, target_pool
 from posedistill.data.renderer import Style, resolve_style
 
 
@@ -116,10 +116,10 @@ class _StyledDataModule:
 
 
 class _PoolDataModule(pl.LightningDataModule):
-    def __init__(self, batch_size: int, eval_batch_size: int, num_workers: int, seed: int, cache_dir):
+    def __init__(self, batch_size: int, eval_batch_size: int, num_workers: int, seed: int, cache: ArrayCache | None):
         super().__init__()
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_workers, self.seed, self.cache_dir = num_workers, seed, cache_dir
+        self.num_workers, self.seed, self.cache = num_workers, seed, cache
         self.train_set = self.val_set = self.test_set = None
 
     def _loader(self, ds, batch_size: int, shuffle: bool) -> DataLoader:
@@ -143,18 +143,18 @@ class PoseSequenceDataModule(_PoolDataModule):
 
     def __init__(self, n_clips: int = 3000, val_clips: int = 300, clip_len: int = 60, item: str = "pose",
                  batch_size: int = 256, eval_batch_size: int = 512, mix: str = "B",
-                 elevation: tuple[float, float] = (0.0, 35.0), seed: int = 0, cache_dir: str | None = None,
+                 elevation: tuple[float, float] = (0.0, 35.0), seed: int = 0, cache: ArrayCache | None = None,
                  num_workers: int = 0):
-        super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, cache)
         elevation = tuple(float(e) for e in elevation)  # plain types: checkpoints load weights_only
-        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
+        self.save_hyperparameters(logger=False, ignore=["cache"])  # the run logs the whole resolved config
         self.train_pool = self.val_pool = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_pool is not None:
             return
         h = self.hparams
-        kw = dict(clip_len=h.clip_len, seed=h.seed, mix=h.mix, elevation=tuple(h.elevation), cache_dir=h.cache_dir)
+        kw = dict(clip_len=h.clip_len, seed=h.seed, mix=h.mix, elevation=tuple(h.elevation), cache=self.cache)
         self.train_pool = sequence_pool(h.n_clips, split="train", **kw)
         self.val_pool = sequence_pool(h.val_clips, split="val", **kw)
         self.train_set = PoseDataset(self.train_pool["poses"], self.train_pool["action"], h.item)
@@ -173,21 +173,21 @@ class SourceImageDataModule(_StyledDataModule, _PoolDataModule):
     ``*_style_overrides`` (e.g. ``{clutter: false, occluder_p: 0.0}``)."""
 
     def __init__(self, n_frames: int = 20000, val_clips: int = 40, test_clips: int = 200, clip_len: int = 60,
-                 batch_size: int = 128, eval_batch_size: int = 256, seed: int = 0, cache_dir: str | None = None,
+                 batch_size: int = 128, eval_batch_size: int = 256, seed: int = 0, cache: ArrayCache | None = None,
                  num_workers: int = 0, source_style: str = "source", source_style_overrides: dict | None = None,
                  target_style: str = "target", target_style_overrides: dict | None = None):
-        super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, cache)
         source_style_overrides = plain_overrides(source_style_overrides)
         target_style_overrides = plain_overrides(target_style_overrides)
-        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
+        self.save_hyperparameters(logger=False, ignore=["cache"])  # the run logs the whole resolved config
         self.styles()  # unknown style names or fields fail here, before any rendering
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         h, st = self.hparams, self.styles()
-        self.train_set = FrameDataset(source_pool(h.n_frames, seed=h.seed, cache_dir=h.cache_dir, style=st["source"]))
-        kw = dict(cache_dir=h.cache_dir, style=st["target"])
+        self.train_set = FrameDataset(source_pool(h.n_frames, seed=h.seed, cache=self.cache, style=st["source"]))
+        kw = dict(cache=self.cache, style=st["target"])
         self.val_set = FrameDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", **kw))
         self.test_set = FrameDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", **kw))
 
@@ -199,20 +199,20 @@ class TargetClipDataModule(_StyledDataModule, _PoolDataModule):
     ``source_style`` / ``source_style_overrides``: the source domain's (used by the domain-gap analysis)."""
 
     def __init__(self, n_clips: int = 600, val_clips: int = 40, test_clips: int = 200, clip_len: int = 60,
-                 batch_size: int = 8, eval_batch_size: int = 8, seed: int = 0, cache_dir: str | None = None,
+                 batch_size: int = 8, eval_batch_size: int = 8, seed: int = 0, cache: ArrayCache | None = None,
                  num_workers: int = 0, target_style: str = "target", target_style_overrides: dict | None = None,
                  source_style: str = "source", source_style_overrides: dict | None = None):
-        super().__init__(batch_size, eval_batch_size, num_workers, seed, cache_dir)
+        super().__init__(batch_size, eval_batch_size, num_workers, seed, cache)
         source_style_overrides = plain_overrides(source_style_overrides)
         target_style_overrides = plain_overrides(target_style_overrides)
-        self.save_hyperparameters(logger=False)  # the run logs the whole resolved config
+        self.save_hyperparameters(logger=False, ignore=["cache"])  # the run logs the whole resolved config
         self.styles()  # unknown style names or fields fail here, before any rendering
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         h = self.hparams
-        kw = dict(cache_dir=h.cache_dir, style=self.styles()["target"])
+        kw = dict(cache=self.cache, style=self.styles()["target"])
         self.train_set = ClipDataset(target_pool(h.n_clips, h.clip_len, h.seed, "train", **kw))
         self.val_set = ClipDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", **kw))
         self.test_set = ClipDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", **kw))

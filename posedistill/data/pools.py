@@ -1,4 +1,4 @@
-"""The four seeded synthetic pools, cached as ``.npz`` keyed by a hash of their parameters.
+"""The four seeded synthetic pools, kept in the runner's cache keyed by their parameters.
 
 - ``sequences``: unpaired 3D pose clips (mix B), never rendered.
 - ``source``: labelled single frames (mix A), source style (grey, C=1).
@@ -12,10 +12,7 @@ Every pool draws from ``SeedSequence([seed, pool id])`` so pools never share ran
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -31,25 +28,23 @@ def _rng(pool: str, seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), POOL_IDS[pool]]))
 
 
-def _cached(pool: str, params: dict, build, cache_dir: str | os.PathLike | None) -> dict[str, np.ndarray]:
-    """Load ``<cache_dir>/posedistill/<pool>-<hash>.npz`` or build it and write it atomically."""
-    if cache_dir is None:
+class ArrayCache(Protocol):
+    """Where built pools are kept between runs (the runner's ``DiskCache``): ``arrays`` returns the
+    entry ``name`` built from ``key``, or calls ``build`` and stores what it returns."""
+
+    def arrays(self, name: str, key: dict, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]: ...
+
+
+def _cached(pool: str, params: dict, build, cache: ArrayCache | None) -> dict[str, np.ndarray]:
+    """The entry ``posedistill/<pool>`` of ``cache`` keyed by the pool's parameters, or ``build()``
+    without a cache."""
+    if cache is None:
         return build()
-    key = hashlib.sha1(json.dumps({"pool": pool, "v": _VERSION, **params}, sort_keys=True).encode()).hexdigest()[:12]
-    path = Path(cache_dir) / "posedistill" / f"{pool}-{key}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    data = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **data)
-    os.replace(tmp, path)
-    return data
+    return cache.arrays(f"posedistill/{pool}", {"pool": pool, "v": _VERSION, **params}, build)
 
 
 def sequence_pool(n_clips: int, clip_len: int = 60, seed: int = 0, split: str = "train", mix: str = "B",
-                  elevation: tuple[float, float] = (0.0, 35.0), cache_dir=None) -> dict[str, np.ndarray]:
+                  elevation: tuple[float, float] = (0.0, 35.0), cache: ArrayCache | None = None) -> dict[str, np.ndarray]:
     """Unpaired pose clips: poses (n, T, 17, 3) float32 mm, action (n,)."""
     pool = "sequences" if split == "train" else "sequences_val"
     params = dict(n_clips=n_clips, clip_len=clip_len, seed=seed, mix=mix, elevation=list(elevation))
@@ -58,7 +53,7 @@ def sequence_pool(n_clips: int, clip_len: int = 60, seed: int = 0, split: str = 
         c = generate_clips(n_clips, clip_len, _rng(pool, seed), mix=mix, elevation=tuple(elevation))
         return {"poses": c.poses, "action": c.action}
 
-    return _cached(pool, params, build, cache_dir)
+    return _cached(pool, params, build, cache)
 
 
 def _rendered_clips(pool: str, n_clips: int, clip_len: int, seed: int, mix: str, style: str | Style) -> dict[str, np.ndarray]:
@@ -70,8 +65,8 @@ def _rendered_clips(pool: str, n_clips: int, clip_len: int, seed: int, mix: str,
     return {"images": images, "poses": clips.poses, "action": clips.action}
 
 
-def source_pool(n_frames: int, seed: int = 0, mix: str = "A", frames_per_clip: int = 10, cache_dir=None,
-                style: str | Style = "source") -> dict[str, np.ndarray]:
+def source_pool(n_frames: int, seed: int = 0, mix: str = "A", frames_per_clip: int = 10,
+                cache: ArrayCache | None = None, style: str | Style = "source") -> dict[str, np.ndarray]:
     """Labelled source frames: images (n, 64, 64, C) uint8 (C=1 in the source style), poses (n, 17, 3),
     action (n,). Frames are taken ``frames_per_clip`` at random from 60-frame clips."""
     st = get_style(style)
@@ -88,11 +83,11 @@ def source_pool(n_frames: int, seed: int = 0, mix: str = "A", frames_per_clip: i
                                  for i in range(0, n_frames, 512)])
         return {"images": images, "poses": poses, "action": action}
 
-    return _cached("source", params, build, cache_dir)
+    return _cached("source", params, build, cache)
 
 
 def target_pool(n_clips: int, clip_len: int = 60, seed: int = 0, split: str = "train", mix: str = "B",
-                cache_dir=None, style: str | Style = "target") -> dict[str, np.ndarray]:
+                cache: ArrayCache | None = None, style: str | Style = "target") -> dict[str, np.ndarray]:
     """Target-style clips: images (n, T, 64, 64, 3) uint8, poses (n, T, 17, 3), action (n,).
     ``split``: ``train`` (unlabelled use), ``val`` or ``test`` (labelled, own seeds); ``style``: the
     effective target style (its elevation range is the clips' camera elevation)."""
@@ -101,4 +96,4 @@ def target_pool(n_clips: int, clip_len: int = 60, seed: int = 0, split: str = "t
     if pool is None:
         raise ValueError(f"target_pool: split must be train, val or test, got {split!r}")
     params = dict(n_clips=n_clips, clip_len=clip_len, seed=seed, mix=mix, style=style_params(st))
-    return _cached(pool, params, lambda: _rendered_clips(pool, n_clips, clip_len, seed, mix, st), cache_dir)
+    return _cached(pool, params, lambda: _rendered_clips(pool, n_clips, clip_len, seed, mix, st), cache)

@@ -164,7 +164,7 @@ class SourceTargetDataModule(TargetClipDataModule):
     def __init__(self, source: pl.LightningDataModule, **target_kwargs: Any):
         super().__init__(**target_kwargs)
         # the source datamodule is not a hyper-parameter; the run logs the whole resolved config
-        self.save_hyperparameters(ignore=["source"], logger=False)
+        self.save_hyperparameters(ignore=["source", "cache"], logger=False)
         self.source = source
 
     def prepare_data(self) -> None:

@@ -1,16 +1,19 @@
-"""Stage cache keys: a stage is retrained exactly when something that shapes its weights changes."""
+"""Stage cache keys: a stage is retrained exactly when something that shapes its weights changes; stages
+are kept in the cache's layout."""
 from __future__ import annotations
 
 import pytest
 
-from experiments.glue.stages import stage_key
+from experiments.glue.cache import DiskCache, config_hash
+from experiments.glue.stages import run_stages, stage_key
+from tests.conftest import shrink
 
 
 def _keys(compose_cfg, overrides: list[str], experiment: str = "posedistill/synthetic_adapt_demo") -> dict[str, str]:
     cfg = compose_cfg([f"experiment={experiment}", *overrides])
     hashes: dict[str, str] = {}
     for name, stage in cfg.stages.items():
-        hashes[name] = stage_key(cfg, stage, hashes)
+        hashes[name] = config_hash(stage_key(cfg, stage, hashes))
     return hashes
 
 
@@ -40,40 +43,19 @@ def test_stage_keys_follow_training_changes_and_their_downstream(compose_cfg):
     assert all(prior[n] != base[n] for n in base)  # every later stage builds on the prior
 
 
-def _train_or_reuse_slowly(stage_dir: str, log_file: str, result_file: str) -> None:
-    """One run's stage step: training takes a while and appends to ``log_file``; the outcome (trained /
-    reused, and the weights it ended with) goes to ``result_file``."""
-    import time
-    from pathlib import Path
-
-    from experiments.glue.stages import train_or_reuse
-
-    loaded = {}
-
-    def fit() -> None:
-        with open(log_file, "a") as f:
-            f.write("trained\n")
-        time.sleep(1.0)  # a second run started meanwhile must wait, not train the same directory too
-        Path(stage_dir).mkdir(parents=True, exist_ok=True)
-        (Path(stage_dir) / "model.ckpt").write_text("weights-1")
-        loaded["weights"] = "weights-1"
-
-    trained = train_or_reuse("prior", Path(stage_dir), lambda ckpt: loaded.update(weights=ckpt.read_text()), fit)
-    Path(result_file).write_text(f"{trained} {loaded['weights']}")
+def test_stage_keys_ignore_where_the_data_are_cached(compose_cfg):
+    base = _keys(compose_cfg, [])
+    assert _keys(compose_cfg, ["paths.cache_dir=/elsewhere/cache"]) == base
+    assert _keys(compose_cfg, ["stages.source.data.cache=null"]) == base  # built in memory, same training
 
 
-def test_runs_started_together_train_a_shared_stage_once(tmp_path):
-    import multiprocessing as mp
-
-    stage_dir, log_file = tmp_path / "stages" / "prior-abc", tmp_path / "fits.log"
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_train_or_reuse_slowly, args=(str(stage_dir), str(log_file), str(tmp_path / f"run{i}")))
-             for i in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
-    assert log_file.read_text() == "trained\n"  # one fit
-    outcomes = sorted((tmp_path / f"run{i}").read_text() for i in range(2))
-    assert outcomes == ["False weights-1", "True weights-1"]  # the other run waited, then reused its weights
+def test_stages_are_kept_in_the_cache_layout_and_reused(compose_cfg, tmp_path):
+    cfg = shrink(compose_cfg(["experiment=jedi/flipflop_demo", "debug=fdr"]))
+    cfg.paths.cache_dir = str(tmp_path / "cache")
+    run_stages(cfg)
+    entry = DiskCache(cfg.paths.cache_dir).path("stages/teacher", stage_key(cfg, cfg.stages.teacher, {}))
+    names = {p.name for p in entry.iterdir()} - {"csv"}  # fast_dev_run writes no CSV log
+    assert names == {"config.yaml", "metrics.json", "model.ckpt", "model.ckpt.lock"}
+    written = (entry / "model.ckpt").stat().st_mtime_ns
+    run_stages(cfg)  # reused: the weights are not written again
+    assert (entry / "model.ckpt").stat().st_mtime_ns == written

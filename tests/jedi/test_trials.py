@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.glue.cache import DiskCache
 from jedi_rnn.data.teachers import SyntheticTeacher
 from jedi_rnn.data.trials import TrialDataModule, TrialSet, load_or_generate
 
@@ -13,7 +14,7 @@ def _tiny_teacher(**kw):
 
 
 def test_split_is_stratified_disjoint_and_holds_out_whole_conditions(tmp_path):
-    dm = TrialDataModule(_tiny_teacher(), heldout_conditions=["3Hz"], cache_dir=str(tmp_path))
+    dm = TrialDataModule(_tiny_teacher(), heldout_conditions=["3Hz"], cache=DiskCache(tmp_path))
     dm.setup()
     names = dm.full_set.condition_names
     assert set(dm.heldout_set.conditions.tolist()) == {names.index("3Hz")}
@@ -28,7 +29,7 @@ def test_split_is_stratified_disjoint_and_holds_out_whole_conditions(tmp_path):
 
 
 def test_unknown_heldout_condition_names_the_key(tmp_path):
-    dm = TrialDataModule(_tiny_teacher(), heldout_conditions=["11Hz"], cache_dir=str(tmp_path))
+    dm = TrialDataModule(_tiny_teacher(), heldout_conditions=["11Hz"], cache=DiskCache(tmp_path))
     with pytest.raises(ValueError, match=r"data.heldout_conditions.*11Hz"):
         dm.setup()
 
@@ -37,18 +38,18 @@ def test_teacher_is_seeded_and_cache_round_trips(tmp_path):
     a, b = _tiny_teacher(seed=3)(), _tiny_teacher(seed=3)()
     assert torch.equal(a.data, b.data)
     assert not torch.equal(a.data, _tiny_teacher(seed=4)().data)
-    cached = load_or_generate(_tiny_teacher(seed=3), str(tmp_path))
-    again = load_or_generate(_tiny_teacher(seed=3), str(tmp_path))
+    cached = load_or_generate(_tiny_teacher(seed=3), DiskCache(tmp_path))
+    again = load_or_generate(_tiny_teacher(seed=3), DiskCache(tmp_path))
     assert torch.equal(cached.data, a.data) and torch.equal(again.data, a.data)
     assert again.condition_names == a.condition_names
     np.testing.assert_array_equal(again.meta["teacher_J"], a.meta["teacher_J"])
 
 
 def test_corrupt_cache_is_regenerated_not_used(tmp_path):
-    first = load_or_generate(_tiny_teacher(), str(tmp_path))
+    first = load_or_generate(_tiny_teacher(), DiskCache(tmp_path))
     (path,) = tmp_path.glob("*.npz")
     path.write_bytes(path.read_bytes()[:100])  # truncated file
-    again = load_or_generate(_tiny_teacher(), str(tmp_path))
+    again = load_or_generate(_tiny_teacher(), DiskCache(tmp_path))
     assert torch.equal(again.data, first.data)
 
 
@@ -82,7 +83,7 @@ def test_task_frequency_pairs_are_conditions_with_their_frequency_as_value(tmp_p
     np.testing.assert_allclose(square5[:, :80], square5[:, 20:], atol=1e-9)
     assert set(np.unique(np.abs(square5)).round(6)) <= {round(teacher.amplitude, 6), 0.0}
     # a held-out pair is a whole condition, named as the user writes it on the command line
-    dm = TrialDataModule(teacher, heldout_conditions=["square@5Hz"], cache_dir=str(tmp_path))
+    dm = TrialDataModule(teacher, heldout_conditions=["square@5Hz"], cache=DiskCache(tmp_path))
     dm.setup()
     assert set(dm.heldout_set.conditions.tolist()) == {names.index("square@5Hz")}
     with pytest.raises(ValueError, match="data.source.task_frequencies"):

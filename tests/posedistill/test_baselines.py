@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from experiments.glue.cache import DiskCache
 from posedistill.data import ClipBatch, ImageBatch, SourceImageDataModule
 from posedistill.losses.adversarial import domain_loss
 from posedistill.stages.baselines import DANNStage, OracleStage, PseudoLabelStage, SourceTargetDataModule
@@ -58,8 +59,8 @@ def test_dann_reverses_the_domain_gradient_into_the_encoder(upstream):
 
 
 def test_source_target_batches_are_paired(tmp_path):
-    source = SourceImageDataModule(n_frames=16, val_clips=1, test_clips=1, batch_size=4, cache_dir=str(tmp_path))
-    dm = SourceTargetDataModule(source=source, n_clips=4, val_clips=1, test_clips=1, batch_size=2, cache_dir=str(tmp_path))
+    source = SourceImageDataModule(n_frames=16, val_clips=1, test_clips=1, batch_size=4, cache=DiskCache(tmp_path))
+    dm = SourceTargetDataModule(source=source, n_clips=4, val_clips=1, test_clips=1, batch_size=2, cache=DiskCache(tmp_path))
     dm.prepare_data()
     dm.setup("fit")
     loader = dm.train_dataloader()

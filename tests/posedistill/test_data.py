@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 
+from experiments.glue.cache import DiskCache
 from posedistill.data import ClipBatch, ImageBatch, PoseSequenceDataModule, SourceImageDataModule, TargetClipDataModule
 from posedistill.data.motion import generate_clips
 from posedistill.data.pools import sequence_pool
@@ -48,26 +49,26 @@ def test_speed_preserving_relations_train_on_the_native_speed_clips_stage_e_uses
 
 
 def test_pools_are_cached_and_disjoint(tmp_path):
-    a = sequence_pool(3, 60, seed=0, cache_dir=tmp_path)
+    a = sequence_pool(3, 60, seed=0, cache=DiskCache(tmp_path))
     assert len(list((tmp_path / "posedistill").glob("sequences-*.npz"))) == 1
-    b = sequence_pool(3, 60, seed=0, cache_dir=tmp_path)  # from the cache
+    b = sequence_pool(3, 60, seed=0, cache=DiskCache(tmp_path))  # from the cache
     np.testing.assert_array_equal(a["poses"], b["poses"])
-    v = sequence_pool(3, 60, seed=0, split="val", cache_dir=tmp_path)
+    v = sequence_pool(3, 60, seed=0, split="val", cache=DiskCache(tmp_path))
     assert not np.allclose(a["poses"], v["poses"])
 
 
 def test_datamodules_yield_documented_batches(tmp_path):
-    dm = PoseSequenceDataModule(n_clips=6, val_clips=2, item="clip", batch_size=4, cache_dir=tmp_path)
+    dm = PoseSequenceDataModule(n_clips=6, val_clips=2, item="clip", batch_size=4, cache=DiskCache(tmp_path))
     dm.setup()
     assert next(iter(dm.train_dataloader())).poses.shape == (4, 60, 17, 3)
     assert dm.heldout_clips().shape == (2, 60, 17, 3)
-    src = SourceImageDataModule(n_frames=20, val_clips=1, test_clips=1, clip_len=4, batch_size=8, cache_dir=tmp_path)
+    src = SourceImageDataModule(n_frames=20, val_clips=1, test_clips=1, clip_len=4, batch_size=8, cache=DiskCache(tmp_path))
     src.setup()
     b = next(iter(src.train_dataloader()))
     assert isinstance(b, ImageBatch) and b.images.shape == (8, 3, 64, 64) and b.poses.shape == (8, 17, 3)
     assert torch.equal(b.images[:, 0], b.images[:, 1])  # grey replicated
     assert len(src.test_set) == 4
-    tgt = TargetClipDataModule(n_clips=2, val_clips=1, test_clips=1, clip_len=4, batch_size=2, cache_dir=tmp_path)
+    tgt = TargetClipDataModule(n_clips=2, val_clips=1, test_clips=1, clip_len=4, batch_size=2, cache=DiskCache(tmp_path))
     tgt.setup()
     c = next(iter(tgt.train_dataloader()))
     assert isinstance(c, ClipBatch) and c.images.shape == (2, 4, 3, 64, 64) and c.poses.shape == (2, 4, 17, 3)

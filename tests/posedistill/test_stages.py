@@ -4,6 +4,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from experiments.glue.cache import DiskCache
 from posedistill.analysis.nonlocalness import analyze_nonlocalness, select
 from posedistill.data import PoseSequenceDataModule
 from posedistill.skeleton import PAPER17, bone_lengths
@@ -27,14 +28,14 @@ def _fit(model, dm, steps):
 
 @pytest.fixture(scope="module")
 def pose_dm(tmp_path_factory):
-    dm = PoseSequenceDataModule(n_clips=20, val_clips=4, batch_size=64, cache_dir=tmp_path_factory.mktemp("c"))
+    dm = PoseSequenceDataModule(n_clips=20, val_clips=4, batch_size=64, cache=DiskCache(tmp_path_factory.mktemp("c")))
     dm.setup()
     return dm
 
 
 @pytest.fixture(scope="module")
 def clip_dm(pose_dm):
-    dm = PoseSequenceDataModule(n_clips=20, val_clips=4, batch_size=8, item="clip", cache_dir=pose_dm.hparams.cache_dir)
+    dm = PoseSequenceDataModule(n_clips=20, val_clips=4, batch_size=8, item="clip", cache=pose_dm.cache)
     dm.setup()
     return dm
 

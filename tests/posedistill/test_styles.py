@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from experiments.glue.cache import DiskCache
 from posedistill.analysis import domain_gap
 from posedistill.data import SourceImageDataModule, TargetClipDataModule
 from posedistill.data.pools import target_pool
@@ -39,7 +40,7 @@ def test_unknown_or_malformed_fields_are_named():
 
 
 def test_the_cache_key_follows_the_style(tmp_path):
-    kw = dict(n_clips=1, clip_len=2, seed=0, split="test", cache_dir=tmp_path)
+    kw = dict(n_clips=1, clip_len=2, seed=0, split="test", cache=DiskCache(tmp_path))
     a = target_pool(**kw)
     b = target_pool(**kw, style=resolve_style("target", NO_CLUTTER))
     assert len(list((tmp_path / "posedistill").glob("target_test-*.npz"))) == 2
@@ -51,15 +52,15 @@ def test_the_cache_key_follows_the_style(tmp_path):
 
 def test_both_datamodules_and_the_domain_gap_render_one_target_style(tmp_path, monkeypatch):
     ov = OmegaConf.create(NO_CLUTTER)  # as Hydra passes it
-    src = SourceImageDataModule(n_frames=4, val_clips=1, test_clips=1, clip_len=2, cache_dir=tmp_path,
+    src = SourceImageDataModule(n_frames=4, val_clips=1, test_clips=1, clip_len=2, cache=DiskCache(tmp_path),
                                 target_style_overrides=ov)
-    tgt = TargetClipDataModule(n_clips=1, val_clips=1, test_clips=1, clip_len=2, cache_dir=tmp_path,
+    tgt = TargetClipDataModule(n_clips=1, val_clips=1, test_clips=1, clip_len=2, cache=DiskCache(tmp_path),
                                target_style_overrides=ov)
     assert src.styles() == tgt.styles() and tgt.styles()["target"] == resolve_style("target", NO_CLUTTER)
     assert isinstance(tgt.hparams.target_style_overrides, dict)  # plain types in checkpoints
     src.setup(), tgt.setup()
     np.testing.assert_array_equal(src.test_set.images, tgt.test_set.images.reshape(-1, 64, 64, 3))
-    plain = TargetClipDataModule(n_clips=1, val_clips=1, test_clips=1, clip_len=2, cache_dir=tmp_path)
+    plain = TargetClipDataModule(n_clips=1, val_clips=1, test_clips=1, clip_len=2, cache=DiskCache(tmp_path))
     plain.setup()
     assert not np.array_equal(plain.test_set.images, tgt.test_set.images)
 

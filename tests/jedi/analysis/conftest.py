@@ -4,6 +4,7 @@ from functools import partial
 import pytest
 import torch
 
+from experiments.glue.cache import DiskCache
 from jedi_rnn.data.teachers import SyntheticTeacher
 from jedi_rnn.data.trials import TrialDataModule
 from jedi_rnn.lit_module import InferredEmbeddings, JediModule
@@ -17,7 +18,7 @@ def build_tiny_student(tmp_path, heldout=()):
     only need weights. Held-out conditions get 'inferred' embeddings near their own centre."""
     source = SyntheticTeacher(n_units=20, trials_per_condition=6, frequencies=[1, 2, 3, 4], warmup_s=0.2,
                               duration_s=0.3)
-    dm = TrialDataModule(source, heldout_conditions=list(heldout), cache_dir=str(tmp_path / "cache"))
+    dm = TrialDataModule(source, heldout_conditions=list(heldout), cache=DiskCache(tmp_path / "cache"))
     dm.setup("fit")
     with torch.random.fork_rng():  # module init uses the global RNG; keep the caller's state
         torch.manual_seed(0)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.glue.cache import DiskCache
 from jedi_rnn.data.task_recordings import (TaskRecordingsDataModule, TaskTeacherRecordings, cut_segments, module_hash,
                                        teacher_fixed_points)
 from jedi_rnn.data.tasks import FlipFlop, MemoryPro, Segment, TaskDataModule, TaskTrial, pattern_label
@@ -144,11 +145,11 @@ def test_recordings_cache_key_tracks_the_teacher_and_datamodule_caches(tmp_path)
     assert rec.cache_key() != other.cache_key() and module_hash(teacher) != module_hash(other.teacher)
     from functools import partial
     dm = TaskRecordingsDataModule({"teacher": teacher}, partial(TaskTeacherRecordings, task=task, **kw),
-                                  batch_size=8, cache_dir=str(tmp_path), split=[0.5, 0.25, 0.25])
+                                  batch_size=8, cache=DiskCache(tmp_path), split=[0.5, 0.25, 0.25])
     dm.setup()
     assert len(list(tmp_path.glob("TaskTeacherRecordings-*.npz"))) == 1
     again = TaskRecordingsDataModule({"teacher": teacher}, partial(TaskTeacherRecordings, task=task, **kw),
-                                     batch_size=8, cache_dir=str(tmp_path), split=[0.5, 0.25, 0.25])
+                                     batch_size=8, cache=DiskCache(tmp_path), split=[0.5, 0.25, 0.25])
     again.setup()  # read back from the cache: same data and the fixed points survive the round trip
     assert torch.equal(again.full_set.data.nan_to_num(7.0), dm.full_set.data.nan_to_num(7.0))
     name = dm.full_set.condition_names[0]

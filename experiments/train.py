@@ -13,6 +13,9 @@ from experiments.glue.run import run_task, train
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> Optional[float]:
+    if cfg.get("wandb_sweep") is not None:
+        raise SystemExit("hparams_search=wandb_* is a W&B sweep: run it with `python -m experiments.sweep ...`")
+
     def prepare_and_train(cfg: DictConfig) -> dict:
         prepare_config(cfg)  # inside the task: a bad job of a sweep is recorded like any failure
         return train(cfg)

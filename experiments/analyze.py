@@ -11,13 +11,14 @@ from functools import partial
 import hydra
 from omegaconf import DictConfig
 
-from experiments.glue.config import check_group_overrides
+from experiments.glue.config import check_group_overrides, one_line_errors
 from experiments.glue.run import evaluate, run_task
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="analyze")
 def main(cfg: DictConfig) -> None:
-    run_task(partial(evaluate, analyze=True), cfg)
+    with one_line_errors():  # a bad config, checkpoint path or input file: one line on stderr
+        run_task(partial(evaluate, analyze=True), cfg)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ from typing import Optional
 import hydra
 from omegaconf import DictConfig
 
-from experiments.glue.config import check_group_overrides
+from experiments.glue.config import check_group_overrides, one_line_errors
 from experiments.glue.run import evaluate, run_task
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
 def main(cfg: DictConfig) -> Optional[float]:
-    metrics = run_task(evaluate, cfg)
+    with one_line_errors():  # a bad config, checkpoint path or input file: one line on stderr
+        metrics = run_task(evaluate, cfg)
     return metrics.get("test/r2")
 
 

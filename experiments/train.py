@@ -7,7 +7,7 @@ from typing import Optional
 import hydra
 from omegaconf import DictConfig
 
-from experiments.glue.config import check_group_overrides, prepare_config
+from experiments.glue.config import check_group_overrides, one_line_errors, prepare_config
 from experiments.glue.run import run_task, train
 
 
@@ -20,7 +20,8 @@ def main(cfg: DictConfig) -> Optional[float]:
         prepare_config(cfg)  # inside the task: a bad job of a sweep is recorded like any failure
         return train(cfg)
 
-    metrics = run_task(prepare_and_train, cfg)
+    with one_line_errors():  # a bad config or input file: one line on stderr, exit status 1
+        metrics = run_task(prepare_and_train, cfg)
     return metrics.get(cfg.get("optimized_metric"), float("nan"))
 
 

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.glue.checkpoint_io import AtomicCheckpointIO
+from experiments.glue.schemas import ConfigError
 
 
 def _with_upstream(node: DictConfig, upstream: dict, where: str) -> tuple[DictConfig, dict]:
@@ -17,8 +18,8 @@ def _with_upstream(node: DictConfig, upstream: dict, where: str) -> tuple[DictCo
     names = list(node.upstream)
     missing = [n for n in names if n not in upstream]
     if missing:
-        raise ValueError(f"{where}.upstream names stage(s) {missing} that are not defined before it "
-                         f"(available: {sorted(upstream)})")
+        raise ConfigError(f"{where}.upstream must name stages defined before it, got {missing} "
+                          f"(defined: {sorted(upstream)})")
     node = node.copy()
     with_keys = OmegaConf.to_container(node, resolve=False)
     with_keys.pop("upstream")

@@ -1,6 +1,7 @@
 """Config validation before anything is built: every `_target_` node is checked against the
 signature of what it instantiates (unknown keys, wrong types), and named quantities against their
-allowed ranges. Errors name the full config key and the valid choices."""
+allowed ranges. Every message starts with the full config key: `<key> must be <what>, got <value>`,
+or `<key> is not a key of <target> (valid keys: ...)`."""
 from __future__ import annotations
 
 import inspect
@@ -13,14 +14,18 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_", "upstream"}
 # parameter name -> (predicate, requirement); checked wherever the name appears under a `_target_`
 RANGES = {
-    **{k: (lambda v: v >= 1, "an integer >= 1") for k in (
+    **{k: (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1") for k in (
         "rank", "embedding_dim", "hidden_dim", "batch_size", "latent_dim", "n_units", "n_observed",
         "trials_per_condition", "max_epochs", "n_inits", "steps")},
-    **{k: (lambda v: v > 0, "> 0") for k in ("lr", "embedding_lr", "shared_lr", "dt", "tau", "duration_s")},
-    **{k: (lambda v: v >= 0, ">= 0") for k in (
+    **{k: (lambda v: v > 0, "a number > 0") for k in (
+        "lr", "embedding_lr", "shared_lr", "lr_disc", "dt", "tau", "duration_s")},
+    **{k: (lambda v: v >= 0, "a number >= 0") for k in (
         "noise_std", "obs_noise", "embedding_l2", "weight_decay", "embedding_init_std", "num_workers",
         "warmup_s", "val_steps")},
+    "final_fraction": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
 }
+# names of the types a config value can take, for the messages
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
 
 
 class ConfigError(ValueError):
@@ -49,6 +54,19 @@ def _matches(value: Any, hint: Any) -> bool:
     return True
 
 
+def _describe(hint: Any) -> str:
+    """`a number`, `an integer or null`, ... for a type hint."""
+    if typing.get_origin(hint) is typing.Union or str(typing.get_origin(hint)) == "<class 'types.UnionType'>":
+        return " or ".join(dict.fromkeys(_describe(h) for h in typing.get_args(hint)))
+    if typing.get_origin(hint) in (list, tuple, typing.Sequence) or hint in (list, tuple):
+        return "a list"
+    return TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _hints(target) -> tuple[dict, dict, bool]:
     fn = target.__init__ if inspect.isclass(target) else target
     sig = inspect.signature(fn)
@@ -66,7 +84,8 @@ def _check_node(node: DictConfig, path: str) -> None:
     try:
         target = get_object(target_name)
     except Exception as err:
-        raise ConfigError(f"{path}._target_: cannot import {target_name!r} ({err})") from err
+        raise ConfigError(f"{path}._target_ must name an importable class or function, got {target_name!r} "
+                          f"({' '.join(str(err.__cause__ or err).split())})") from err
     params, hints, var_kw = _hints(target)
     for key in node.keys():
         if key in HYDRA_KEYS:
@@ -74,17 +93,30 @@ def _check_node(node: DictConfig, path: str) -> None:
         full = f"{path}.{key}" if path else key
         if key not in params and not var_kw:
             valid = ", ".join(sorted(n for n in params if not n.startswith("_")))
-            raise ConfigError(f"{full}: unknown key for {target_name} (valid keys: {valid})")
+            raise ConfigError(f"{full} is not a key of {target_name} (valid keys: {valid})")
         value = node._get_node(key)
         if OmegaConf.is_missing(node, key) or isinstance(value, (DictConfig, ListConfig)):
             continue
         value = node[key]
         if key in hints and not _matches(value, hints[key]):
-            raise ConfigError(f"{full}: expected {hints[key]}, got {value!r} ({type(value).__name__})")
-        if key in RANGES and value is not None and isinstance(value, (int, float)):
+            raise ConfigError(f"{full} must be {_describe(hints[key])}, got {value!r} ({type(value).__name__})")
+        if key in RANGES and value is not None:
             ok, requirement = RANGES[key]
-            if not ok(value):
+            if not (_is_number(value) and ok(value)):
                 raise ConfigError(f"{full} must be {requirement}, got {value!r}")
+    _check_optimizer(node, path, params)
+
+
+def _check_optimizer(node: DictConfig, path: str, params: dict) -> None:
+    """An `optimizer` partial must not set what the model sets per parameter group itself (its rates
+    and weight decay): the model's value would silently win."""
+    optimizer = node._get_node("optimizer") if "optimizer" in node else None
+    if not isinstance(optimizer, DictConfig):
+        return
+    for key in optimizer.keys():
+        if key not in HYDRA_KEYS and key in params:
+            raise ConfigError(f"{path}.optimizer.{key} must be left out: {node._target_} sets each parameter "
+                              f"group's {key} itself, from {path}.{key}")
 
 
 def _walk(node: Any, path: str) -> None:

@@ -110,7 +110,7 @@ def test_optuna_sweep_runs_two_trials(tmp_path):
 def test_unknown_override_value_lists_valid_options(tmp_path):
     res = _cli(["model=jedi/no_such_model", *CLI_TINY], tmp_path, timeout=120)
     assert res.returncode != 0
-    assert "Unknown option 'jedi/no_such_model' for config group 'model'" in res.stderr
+    assert "config error: model must be one of the options of the config group model, got 'jedi/no_such_model'" in res.stderr
     assert "jedi/jedi_lowrank" in res.stderr and "jedi/jedi_fullrank" in res.stderr
     res = _cli(["loss=nope", *CLI_TINY], tmp_path, timeout=120)
     assert res.returncode != 0 and "mse" in res.stderr and "poisson" in res.stderr

@@ -97,9 +97,14 @@ def test_bad_data_fails_before_training_starts(compose_cfg, tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("model.hypernet.rank=-1", "model.hypernet.rank must be an integer >= 1, got -1"),
     ("model.embedding_dim=0", "model.embedding_dim must be an integer >= 1, got 0"),
-    ("model.lr=fast", "model.lr: expected <class 'float'>, got 'fast'"),
-    ("data.batch_size=2.5", "data.batch_size: expected <class 'int'>, got 2.5"),
-    ("+model.hypernet.rnak=3", "model.hypernet.rnak: unknown key for jedi_rnn.models.hypernet.LowRankHypernet"),
+    ("model.lr=fast", "model.lr must be a number, got 'fast' (str)"),
+    ("data.batch_size=2.5", "data.batch_size must be an integer, got 2.5 (float)"),
+    ("+model.hypernet.rnak=3", "model.hypernet.rnak is not a key of jedi_rnn.models.hypernet.LowRankHypernet (valid keys: "),
+    ("model.scheduler.final_fraction=1.5", "model.scheduler.final_fraction must be a number in [0, 1], got 1.5"),
+    ("+model.optimizer.lr=0.1", "model.optimizer.lr must be left out: jedi_rnn.lit_module.JediModule sets each "
+                                "parameter group's lr itself, from model.lr"),
+    ("model.optimizer._target_=torch.optim.Adamm", "model.optimizer._target_ must name an importable class or "
+                                                   "function, got 'torch.optim.Adamm'"),
 ])
 def test_bad_config_values_are_rejected_naming_the_key(compose_cfg, override, message):
     cfg = compose_cfg(["experiment=jedi/multifreq_demo", override])
@@ -174,3 +179,32 @@ def test_failing_sweep_job_is_listed_and_others_complete(tmp_path):
     assert "| 0 | completed |" in summary and "| 1 | failed |" in summary, summary
     assert "model.hypernet.rank must be an integer >= 1" in summary
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def _cli(module: str, args: list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "", **env}
+    return subprocess.run([sys.executable, "-m", module, *args, "logger=none", f"paths.log_dir={tmp_path}/logs"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_bad_config_is_one_line_on_stderr_without_a_traceback(tmp_path):
+    res = _cli("experiments.train", ["experiment=jedi/multifreq_demo", "model.hypernet.rank=-1"], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip() == "config error: model.hypernet.rank must be an integer >= 1, got -1", res.stderr
+
+
+def test_hydra_full_error_keeps_the_traceback(tmp_path):
+    res = _cli("experiments.train", ["experiment=jedi/multifreq_demo", "model.hypernet.rank=-1"], tmp_path,
+               HYDRA_FULL_ERROR="1")
+    assert res.returncode == 1
+    assert "Traceback (most recent call last)" in res.stderr and "schemas.py" in res.stderr
+    assert "ConfigError: model.hypernet.rank must be an integer >= 1, got -1" in res.stderr
+
+
+def test_a_bad_data_file_is_one_line_naming_the_file(tmp_path):
+    path = _write_npz(tmp_path / "bad.npz", rates=np.zeros((6, 10, 3), np.float32), condition=np.zeros(5), dt=0.01)
+    res = _cli("experiments.train", ["data=jedi/recordings", f"data.source.path={path}", "callbacks=none"], tmp_path)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == f"error: {path}: array 'condition' must be (6,) to match 'rates', got (5,)"
+

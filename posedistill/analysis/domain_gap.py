@@ -1,7 +1,7 @@
 """Where the synthetic domain gap comes from: a model's errors with the pose distribution and the
 image style changed one at a time (spec §13(c) sanity check: source-only error on target ≫ on source).
 
-Four fresh sets of ``n_clips`` clips are rendered with their own seed: source poses (mix A, source
+Four fresh sets of ``n_clips`` clips are rendered with their own seed: source poses (the source mix, A by default; source
 elevations) or target poses (mix B, target elevations), each in the source or the target style.
 "source poses / source style" is the in-domain test, "target poses / target style" the target domain.
 The styles are the datamodule's effective ones (``datamodule.styles()``: named styles with the data
@@ -24,13 +24,14 @@ POSES = {"source": "A", "target": "B"}  # pose mix per domain (spec §13(b)); el
 
 
 def measure(module, n_clips: int = 40, frames_per_clip: int = 10, seed: int = 12345,
-            batch_size: int = 256, styles: dict | None = None) -> dict[str, float]:
+            batch_size: int = 256, styles: dict | None = None, mixes: dict | None = None) -> dict[str, float]:
     """MPJPE and PA-MPJPE (mm) of ``module.predict_pose`` on the four pose × style combinations;
-    ``styles``: {"source": Style, "target": Style} (default: the named styles)."""
+    ``styles``: {"source": Style, "target": Style} (default: the named styles); ``mixes``: each domain's
+    action mix (default ``POSES``)."""
     styles = {d: get_style((styles or {}).get(d, d)) for d in POSES}
     rng = np.random.default_rng(seed)
     out = {}
-    for poses_from, mix in POSES.items():
+    for poses_from, mix in {**POSES, **(mixes or {})}.items():
         clips = generate_clips(n_clips, frames_per_clip, rng, mix=mix, elevation=styles[poses_from].elevation)
         poses = torch.from_numpy(clips.poses.reshape(-1, 17, 3))
         for style in ("source", "target"):
@@ -53,15 +54,16 @@ def analyze_domain_gap(module, datamodule, out_dir, n_clips: int = 40, frames_pe
     was_training = module.training
     module.eval()
     styles = datamodule.styles() if hasattr(datamodule, "styles") else {d: get_style(d) for d in POSES}
-    numbers = measure(module, n_clips, frames_per_clip, seed, styles=styles)
+    mixes = datamodule.mixes() if hasattr(datamodule, "mixes") else dict(POSES)
+    numbers = measure(module, n_clips, frames_per_clip, seed, styles=styles, mixes=mixes)
     module.train(was_training)
     out_dir = Path(out_dir)
     rows = [(p, s, numbers[f"domain_gap/{p}_poses_{s}_style_mpjpe"], numbers[f"domain_gap/{p}_poses_{s}_style_pa_mpjpe"])
             for p in POSES for s in ("source", "target")]
     lines = ["| poses | style | MPJPE (mm) | PA-MPJPE (mm) |", "|---|---|---|---|"]
     lines += [f"| {p} | {s} | {m:.1f} | {a:.1f} |" for p, s, m, a in rows]
-    lines += ["", f"{n_clips} clips × {frames_per_clip} frames per row, rendered with seed {seed}; source poses = mix A at "
-              "source elevations, target poses = mix B at target elevations."]
+    lines += ["", f"{n_clips} clips × {frames_per_clip} frames per row, rendered with seed {seed}; source poses = mix "
+              f"{mixes['source']} at source elevations, target poses = mix {mixes['target']} at target elevations."]
     lines += [f"- {d} style: {style_params(st)}" for d, st in styles.items()]
     (out_dir / "domain_gap.md").write_text("\n".join(lines) + "\n")
     (out_dir / "domain_gap.csv").write_text("poses,style,mpjpe,pa_mpjpe\n" + "".join(f"{p},{s},{m:.2f},{a:.2f}\n" for p, s, m, a in rows))

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from posedistill.data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, h36m_clips
+from posedistill.data.motion import MIXES
 from posedistill.data.pools import ArrayCache, sequence_pool, source_pool, target_pool
 from posedistill.data.renderer import Style, resolve_style
 
@@ -106,13 +107,21 @@ def plain_overrides(overrides) -> dict:
 
 
 class _StyledDataModule:
-    """The effective source and target render styles of a synthetic datamodule (named style + overrides);
-    every consumer (pools, the domain-gap analysis) takes them from here."""
+    """The effective source and target render styles of a synthetic datamodule (named style + overrides)
+    and the action mix of each domain's poses (``source_mix`` / ``target_mix``, ``motion.MIXES``); every
+    consumer (pools, the domain-gap analysis) takes them from here."""
 
     def styles(self) -> dict[str, Style]:
         h = self.hparams
         return {"source": resolve_style(h.source_style, h.source_style_overrides),
                 "target": resolve_style(h.target_style, h.target_style_overrides)}
+
+    def mixes(self) -> dict[str, str]:
+        h = self.hparams
+        for key in ("source_mix", "target_mix"):
+            if h[key] not in MIXES:
+                raise ValueError(f"data.{key}: unknown action mix {h[key]!r}; choose from {sorted(MIXES)}")
+        return {"source": h.source_mix, "target": h.target_mix}
 
 
 class _PoolDataModule(pl.LightningDataModule):
@@ -175,19 +184,21 @@ class SourceImageDataModule(_StyledDataModule, _PoolDataModule):
     def __init__(self, n_frames: int = 20000, val_clips: int = 40, test_clips: int = 200, clip_len: int = 60,
                  batch_size: int = 128, eval_batch_size: int = 256, seed: int = 0, cache: ArrayCache | None = None,
                  num_workers: int = 0, source_style: str = "source", source_style_overrides: dict | None = None,
-                 target_style: str = "target", target_style_overrides: dict | None = None):
+                 target_style: str = "target", target_style_overrides: dict | None = None,
+                 source_mix: str = "A", target_mix: str = "B"):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, cache)
         source_style_overrides = plain_overrides(source_style_overrides)
         target_style_overrides = plain_overrides(target_style_overrides)
         self.save_hyperparameters(logger=False, ignore=["cache"])  # the run logs the whole resolved config
-        self.styles()  # unknown style names or fields fail here, before any rendering
+        self.styles(), self.mixes()  # unknown style names, fields or mixes fail here, before any rendering
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        h, st = self.hparams, self.styles()
-        self.train_set = FrameDataset(source_pool(h.n_frames, seed=h.seed, cache=self.cache, style=st["source"]))
-        kw = dict(cache=self.cache, style=st["target"])
+        h, st, mix = self.hparams, self.styles(), self.mixes()
+        self.train_set = FrameDataset(source_pool(h.n_frames, seed=h.seed, mix=mix["source"], cache=self.cache,
+                                                  style=st["source"]))
+        kw = dict(cache=self.cache, style=st["target"], mix=mix["target"])
         self.val_set = FrameDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", **kw))
         self.test_set = FrameDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", **kw))
 
@@ -201,18 +212,19 @@ class TargetClipDataModule(_StyledDataModule, _PoolDataModule):
     def __init__(self, n_clips: int = 600, val_clips: int = 40, test_clips: int = 200, clip_len: int = 60,
                  batch_size: int = 8, eval_batch_size: int = 8, seed: int = 0, cache: ArrayCache | None = None,
                  num_workers: int = 0, target_style: str = "target", target_style_overrides: dict | None = None,
-                 source_style: str = "source", source_style_overrides: dict | None = None):
+                 source_style: str = "source", source_style_overrides: dict | None = None,
+                 target_mix: str = "B", source_mix: str = "A"):
         super().__init__(batch_size, eval_batch_size, num_workers, seed, cache)
         source_style_overrides = plain_overrides(source_style_overrides)
         target_style_overrides = plain_overrides(target_style_overrides)
         self.save_hyperparameters(logger=False, ignore=["cache"])  # the run logs the whole resolved config
-        self.styles()  # unknown style names or fields fail here, before any rendering
+        self.styles(), self.mixes()  # unknown style names, fields or mixes fail here, before any rendering
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         h = self.hparams
-        kw = dict(cache=self.cache, style=self.styles()["target"])
+        kw = dict(cache=self.cache, style=self.styles()["target"], mix=self.mixes()["target"])
         self.train_set = ClipDataset(target_pool(h.n_clips, h.clip_len, h.seed, "train", **kw))
         self.val_set = ClipDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", **kw))
         self.test_set = ClipDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", **kw))

@@ -14,27 +14,13 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 from jedi_rnn.evaluation import TEST_SPLITS, HeldOutEvaluation, InferredEmbeddings  # noqa: F401 (re-exported)
 from jedi_rnn.losses import MaskedMSE, embedding_l2
+from jedi_rnn.models.embedding_init import pca_embeddings
 from jedi_rnn.models.embeddings import ContextTable
-from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
-
-INFER_INITS = ("best_condition", "best_between", "mean")
-
-
-def segment_points(points: Tensor, neighbours: int, fractions: tuple[float, ...] = (0.25, 0.5, 0.75)) -> Tensor:
-    """Points at ``fractions`` of the way along the segment from each of ``points`` (K, d) to each of
-    its ``neighbours`` nearest others, every unordered pair once: (pairs · len(fractions), d)."""
-    K = len(points)
-    if K < 2 or neighbours < 1:
-        return points[:0]
-    dist = torch.cdist(points, points).fill_diagonal_(float("inf"))
-    nearest = dist.topk(min(neighbours, K - 1), largest=False).indices  # (K, n)
-    pairs = sorted({(min(i, j), max(i, j)) for i in range(K) for j in nearest[i].tolist()})
-    i, j = torch.tensor(pairs, device=points.device).T
-    f = torch.tensor(fractions, dtype=points.dtype, device=points.device)[:, None, None]  # (F, 1, 1)
-    return ((1 - f) * points[i] + f * points[j]).reshape(-1, points.shape[1])  # (F, P, d) -> (F·P, d)
-
+from jedi_rnn.models.inference_starts import STARTS, candidate_starts
+from jedi_rnn.models.rnn import RateRNN
 
 class JediModule(HeldOutEvaluation):
     """JEDI: per-trial context embeddings mapped by a hypernetwork to the student's recurrent weights.
@@ -58,14 +44,19 @@ class JediModule(HeldOutEvaluation):
             group carries its own rate (``lr``, ``shared_lr``, ``embedding_lr``) and weight decay.
         scheduler: None (constant rates) or a partial ``(optimizer, total_steps) -> LRScheduler``
             (``model.scheduler``), stepped once per epoch over ``trainer.max_epochs``.
+        embedding_init: ``random`` (N(0, embedding_init_std²)) or ``pca`` (per-trial table only: each
+            training trial starts at its principal components of phase-invariant activity features,
+            :func:`jedi_rnn.models.embedding_init.pca_embeddings`, scaled to embedding_init_std).
         infer: held-out embedding inference: steps (test), val_steps, lr, split (none | time | neurons),
             fraction (time split), heldout_neurons (fraction held out in the neuron split),
-            init (best_condition | best_between | mean), neighbours (best_between).
+            init (centres | centres_between | mean: label-free starts from the context table,
+            :mod:`jedi_rnn.models.inference_starts`), n_centres, neighbours (centres_between).
     """
 
     def __init__(self, n_neurons: int, n_train_trials: int, n_conditions: int, n_steps: int, dt: float,
                  hypernet: Callable[..., nn.Module], rnn: Callable[..., RateRNN], loss: Optional[nn.Module] = None,
-                 embedding_dim: int = 8, embedding_tie: str = "trial", embedding_init_std: float = 0.1,
+                 embedding_dim: int = 8, embedding_tie: str = "trial", embedding_init: str = "random",
+                 embedding_init_std: float = 0.1,
                  embedding_l2: float = 1e-4, latent_dim: Optional[int] = None, init_state: str = "data",
                  lr: float = 1e-3, embedding_lr: float = 1e-2, shared_lr: float = 3e-2, weight_decay: float = 0.0,
                  noise_seed: int = 0, horizon: Optional[dict] = None,
@@ -84,10 +75,14 @@ class JediModule(HeldOutEvaluation):
         self.hypernet = hypernet(embedding_dim=embedding_dim, n_units=self.n_units, init_state=init_state == "context")
         self.rnn = rnn(dt=dt)
         self.readout = nn.Linear(self.n_units, n_neurons) if latent_dim is not None else None
-        self.infer_cfg = {"steps": 300, "val_steps": 50, "lr": 1e-2, "init": "best_condition", "neighbours": 3,
-                          "split": "none", "fraction": 0.5, "heldout_neurons": 0.25, **(infer or {})}
-        if self.infer_cfg["init"] not in INFER_INITS:
-            raise ValueError(f"model.infer.init must be one of {list(INFER_INITS)}, got {self.infer_cfg['init']!r}")
+        if embedding_init not in ("random", "pca"):
+            raise ValueError(f"model.embedding_init must be random or pca, got {embedding_init!r}")
+        if embedding_init == "pca" and embedding_tie != "trial":
+            raise ValueError("model.embedding_init=pca initialises a per-trial table: it needs model.embedding_tie=trial")
+        self.infer_cfg = {"steps": 300, "val_steps": 50, "lr": 1e-2, "init": "centres_between", "n_centres": 16,
+                          "neighbours": 3, "split": "none", "fraction": 0.5, "heldout_neurons": 0.25, **(infer or {})}
+        if self.infer_cfg["init"] not in STARTS:
+            raise ValueError(f"model.infer.init must be one of {list(STARTS)}, got {self.infer_cfg['init']!r}")
         if self.infer_cfg["split"] not in ("none", "time", "neurons"):
             raise ValueError(f"model.infer.split must be none, time or neurons, got {self.infer_cfg['split']!r}")
         if self.infer_cfg["split"] == "neurons" and init_state == "data":
@@ -130,6 +125,15 @@ class JediModule(HeldOutEvaluation):
         return recon + self.hparams.embedding_l2 * embedding_l2(c), recon
 
     # -- training ------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Data-driven table initialisation (``embedding_init=pca``) from the training trials'
+        activity, before Lightning restores a checkpoint (a resumed run keeps its trained table)."""
+        if stage != "fit" or self.hparams.embedding_init != "pca":
+            return
+        data = self.trainer.datamodule.train_set.data
+        with torch.no_grad():
+            self.embeddings.table.weight.copy_(pca_embeddings(data, self.embeddings.dim, self.hparams.embedding_init_std))
+
     def training_horizon(self, n_steps: int) -> int:
         """Bins unrolled in training at the current epoch (the curriculum, or the whole trial)."""
         cfg = self.hparams.horizon
@@ -180,32 +184,22 @@ class JediModule(HeldOutEvaluation):
         return fit, score
 
     def candidate_embeddings(self) -> Tensor:
-        """Starting points for held-out inference: the mean training embedding of every condition
-        (K, d); the objective is non-convex, so a trial starts from the candidate that fits it best."""
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is None:  # outside a trainer: the condition rows, or the overall mean of a per-trial table
-            table = self.embeddings.table.weight.detach()
-            return table.mean(0, keepdim=True) if self.embeddings.tie == "trial" else table
-        return self.embeddings.condition_means(dm.train_set.conditions.to(self.device)).detach()
+        """Starting points for held-out inference (M, d), from the context table's rows alone
+        (``infer.init``); the objective is non-convex, so a trial starts from the one that fits it best."""
+        rows = self.embeddings.table.weight.detach()
+        cfg = self.infer_cfg
+        return candidate_starts(rows, cfg["init"], cfg["n_centres"], cfg["neighbours"], seed=self.hparams.noise_seed)
 
     def infer_embeddings(self, batch: TrialBatch, steps: int) -> Tensor:
         """Fresh embeddings (B, d) for held-out trials, optimised with everything else frozen.
 
-        Each trial starts at the candidate with the lowest loss on its data, then Adam descends the
-        training objective. Candidates (``infer.init``): ``best_condition``, every condition's mean
-        training embedding; ``best_between``, those plus points on the segments to each mean's
-        ``infer.neighbours`` nearest means (a trial of an unseen condition often lies between seen
-        ones, behind a barrier of phase-slip minima that descent from a seen mean cannot cross);
-        ``mean``, the overall mean. Embeddings are independent, so solving the whole batch at once
-        is exact.
+        Each trial starts at the candidate (:meth:`candidate_embeddings`) with the lowest loss on its
+        data, then Adam descends the training objective. Embeddings are independent, so solving the
+        whole batch at once is exact. No condition label is read.
         """
         fit, _ = self._fit_and_score_masks(batch.data)
         B = len(batch.index)
         candidates = self.candidate_embeddings()
-        if self.infer_cfg["init"] == "mean":
-            candidates = candidates.mean(0, keepdim=True)
-        elif self.infer_cfg["init"] == "best_between":
-            candidates = torch.cat([candidates, segment_points(candidates, self.infer_cfg["neighbours"])])
         with torch.no_grad():
             losses = torch.stack([self._per_trial_loss(cand.expand(B, -1), fit) for cand in candidates])  # (K, B)
         c = candidates[losses.argmin(0)].clone().requires_grad_(True)

@@ -11,8 +11,9 @@ from torch import Tensor, nn
 
 from jedi_rnn.baselines.optim import OptimizerFactory, SchedulerFactory, network_and_embedding_groups
 from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 from jedi_rnn.lit_module import JediModule
-from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
+from jedi_rnn.models.rnn import RateRNN
 
 
 class PerConditionWeights(nn.Module):
@@ -75,7 +76,7 @@ class PerConditionRNN(JediModule):
                          hypernet=partial(PerConditionWeights, gain=init_gain), rnn=rnn, loss=loss,
                          embedding_dim=n_conditions, embedding_l2=0.0, lr=lr, weight_decay=weight_decay,
                          noise_seed=noise_seed, horizon=horizon, optimizer=optimizer, scheduler=scheduler,
-                         infer={**(infer or {}), "init": "best_condition"})
+                         infer=infer)
         self.embeddings = OneHotCondition(n_conditions)
 
     def _raw(self, c: Tensor, data: Tensor) -> Tensor:

@@ -48,8 +48,3 @@ class ContextTable(nn.Module):
             return self.table.weight
         c = self.table.weight[conditions]
         return c if self.offsets is None else c + self.offsets.weight
-
-    def condition_means(self, conditions: Tensor) -> Tensor:
-        """Mean training embedding of every condition present in ``conditions`` (K, d), in label order."""
-        emb = self.per_trial(conditions)
-        return torch.stack([emb[conditions == k].mean(0) for k in torch.unique(conditions)])

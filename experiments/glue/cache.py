@@ -76,16 +76,16 @@ class DiskCache:
         return self.root / f"{name}-{config_hash(key)}{suffix}"
 
     def get_or_build(self, path: Path, load: Callable[[Path], T], build: Callable[[], T],
-                     save: Callable[[T, IO[bytes]], None]) -> tuple[T, bool]:
-        """``load(path)``, or ``build()`` and ``save`` the value into ``path`` atomically; the second
-        item is True when it built. The lock ``<path>.lock`` is held throughout."""
+                     save: Callable[[T, IO[bytes]], None]) -> T:
+        """``load(path)``, or ``build()`` and ``save`` the value into ``path`` atomically; the lock
+        ``<path>.lock`` is held throughout."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{path}.lock"):
             if path.exists():
                 try:
                     value = load(path)
                     log.info("cache: reusing %s", path)
-                    return value, False
+                    return value
                 except Exception as err:  # truncated, corrupt or stale: rebuild, never use half-read
                     log.warning("cache entry %s is unusable (%s: %s); rebuilding it", path, type(err).__name__, err)
                     path.unlink()
@@ -93,16 +93,15 @@ class DiskCache:
             value = build()
             with atomic_write(path) as f:
                 save(value, f)
-            return value, True
+            return value
 
     def arrays(self, name: str, key: Any, build: Callable[[], T],
                encode: Callable[[T], dict[str, np.ndarray]] = _same,
                decode: Callable[[dict[str, np.ndarray]], T] = _same) -> T:
         """A value kept as named arrays in ``<name>-<hash>.npz`` (plain arrays, never pickles): read and
         ``decode``-d, or built and stored ``encode``-d. A ``decode`` that raises marks the entry unusable."""
-        value, _ = self.get_or_build(self.path(name, key, ".npz"), lambda p: decode(_read_npz(p)), build,
-                                     lambda v, f: np.savez(f, **encode(v)))
-        return value
+        return self.get_or_build(self.path(name, key, ".npz"), lambda p: decode(_read_npz(p)), build,
+                                 lambda v, f: np.savez(f, **encode(v)))
 
     def __repr__(self) -> str:
         return f"DiskCache({str(self.root)!r})"

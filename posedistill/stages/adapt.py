@@ -73,6 +73,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 from posedistill.data import ClipBatch, ImageBatch
 from posedistill.losses.contrastive import info_nce, pose_invariant_augment
@@ -139,11 +140,13 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         augment: Mapping[str, Any] | None = None,
         skeleton: str = "paper17",
         seed: int = 0,
+        optimizer: Callable[..., Optimizer] = torch.optim.Adam,
         **dims: Any,
     ):
         super().__init__(skeleton, dims.get("eval_joints"))
         require_upstream(upstream, ("prior", "motion", "relations", "source"), "AdaptStage")
-        self.save_hyperparameters(ignore=["upstream"])
+        self.save_hyperparameters(ignore=["upstream", "optimizer"])
+        self.make_optimizer = optimizer
         unknown = [e for e in energies if e not in ENERGIES + ANCHORS]
         if unknown:
             raise ValueError(f"model.energies: unknown {unknown}; expected a subset of {list(ENERGIES + ANCHORS)}")
@@ -305,7 +308,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
     def configure_optimizers(self):
         if not self.energies:
             return None
-        return [torch.optim.Adam(self.energy_params(e), lr=self.lr[e]) for e in self.energies]
+        return [self.make_optimizer(self.energy_params(e), lr=self.lr[e]) for e in self.energies]
 
     def training_step(self, batch, batch_idx: int) -> None:
         """One round: every active energy in turn takes a step with its own optimiser."""

@@ -13,13 +13,14 @@ Upstream: ``prior`` (decode), ``source`` (encoder).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch import nn
+from torch.optim import Optimizer
 
 from posedistill.data import TargetClipDataModule
 from posedistill.losses.adversarial import domain_loss, grad_reverse
@@ -36,13 +37,14 @@ class _FinetuneStage(UpstreamMixin, PoseEvalModule):
     _frozen: tuple[str, ...] = ("prior",)
 
     def __init__(self, upstream: Mapping[str, nn.Module], trainable: Sequence[str] | str, lr: float, seq_len: int,
-                 skeleton: str, seed: int, eval_joints: Sequence[int] | None = None):
+                 skeleton: str, seed: int, eval_joints: Sequence[int] | None = None,
+                 optimizer: Callable[..., Optimizer] = torch.optim.Adam):
         super().__init__(skeleton, eval_joints)
         require_upstream(upstream, ("prior", "source"), type(self).__name__)
         self.prior = freeze(upstream["prior"])
         self.encoder = copy.deepcopy(upstream["source"].encoder)
         self.encoder.set_trainable(trainable)
-        self.lr, self.seq_len = lr, seq_len
+        self.lr, self.seq_len, self.make_optimizer = lr, seq_len, optimizer
         self._gen = torch.Generator().manual_seed(seed)
 
     def predict_pose(self, images: torch.Tensor) -> torch.Tensor:
@@ -57,7 +59,7 @@ class _FinetuneStage(UpstreamMixin, PoseEvalModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.lr)
+        return self.make_optimizer([p for p in self.parameters() if p.requires_grad], lr=self.lr)
 
 
 class PseudoLabelStage(_FinetuneStage):
@@ -75,10 +77,11 @@ class PseudoLabelStage(_FinetuneStage):
         seq_len: int = 30,
         augment: Mapping[str, Any] | None = None,
         seed: int = 0,
+        optimizer: Callable[..., Optimizer] = torch.optim.Adam,
         **dims: Any,
     ):
-        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed, dims.get("eval_joints"))
-        self.save_hyperparameters(ignore=["upstream"])
+        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed, dims.get("eval_joints"), optimizer)
+        self.save_hyperparameters(ignore=["upstream", "optimizer"])
         if not 0 < keep_fraction <= 1:
             raise ValueError(f"model.keep_fraction must be in (0, 1], got {keep_fraction}")
         self.teacher = freeze(copy.deepcopy(upstream["source"].encoder))
@@ -107,10 +110,11 @@ class OracleStage(_FinetuneStage):
         seq_len: int = 30,
         skeleton: str = "paper17",
         seed: int = 0,
+        optimizer: Callable[..., Optimizer] = torch.optim.Adam,
         **dims: Any,
     ):
-        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed, dims.get("eval_joints"))
-        self.save_hyperparameters(ignore=["upstream"])
+        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed, dims.get("eval_joints"), optimizer)
+        self.save_hyperparameters(ignore=["upstream", "optimizer"])
 
     def loss(self, batch) -> torch.Tensor:
         frames = batch.images[:, : self.seq_len].flatten(0, 1)
@@ -133,10 +137,11 @@ class DANNStage(_FinetuneStage):
         seq_len: int = 30,
         skeleton: str = "paper17",
         seed: int = 0,
+        optimizer: Callable[..., Optimizer] = torch.optim.Adam,
         **dims: Any,
     ):
-        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed, dims.get("eval_joints"))
-        self.save_hyperparameters(ignore=["upstream"])
+        super().__init__(upstream, trainable, lr, seq_len, skeleton, seed, dims.get("eval_joints"), optimizer)
+        self.save_hyperparameters(ignore=["upstream", "optimizer"])
         self.domain = DomainClassifier(self.encoder.fc_latent.in_features, classifier_hidden)
 
     def loss(self, batch) -> torch.Tensor:

@@ -7,8 +7,11 @@ probability ½ each, so the encoder sees every view the relations use.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytorch_lightning as pl
 import torch
+from torch.optim import Optimizer
 
 from posedistill.metrics import MPJPE
 from posedistill.models.motion_ae import MotionDecoder, MotionEncoder
@@ -23,10 +26,11 @@ class MotionStage(UpstreamMixin, pl.LightningModule):
 
     def __init__(self, upstream: dict, hidden: int = 64, layers: int = 2, dim_v: int = 128, motion_box: float = 10.0,
                  seq_len: int = 30, pose_weight: float = 1.0, latent_weight: float = 1.0, lr: float = 1e-3,
-                 seed: int = 0):
+                 seed: int = 0, optimizer: Callable[..., Optimizer] = torch.optim.Adam):
         super().__init__()
         require_upstream(upstream, ("prior",), "MotionStage")
-        self.save_hyperparameters(ignore=["upstream"])
+        self.save_hyperparameters(ignore=["upstream", "optimizer"])
+        self.make_optimizer = optimizer
         self.prior = freeze(upstream["prior"])
         latent = self.prior.latent_dim
         self.dim_v, self.seq_len = dim_v, seq_len
@@ -111,4 +115,4 @@ class MotionStage(UpstreamMixin, pl.LightningModule):
 
     def configure_optimizers(self):
         params = list(self.encoder.parameters()) + list(self.decoder.parameters())
-        return torch.optim.Adam(params, lr=self.hparams.lr)
+        return self.make_optimizer(params, lr=self.hparams.lr)

@@ -7,11 +7,12 @@ Raw clips are mirrored and time-reversed with probability ½ each before the pai
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 from posedistill.data.transforms import MOTION_RELATIONS, POSE_RELATIONS, motion_pair, pose_transform
 from posedistill.models.relation_transformers import RelationTransformer
@@ -27,7 +28,7 @@ class RelationStage(UpstreamMixin, pl.LightningModule):
     def __init__(self, upstream: dict, pose_relations: Sequence[str] = POSE_RELATIONS,
                  motion_relations: Sequence[str] = MOTION_RELATIONS, pose_hidden: Sequence[int] = (256, 256),
                  motion_hidden: Sequence[int] = (512, 256), space: str = "latent", frames_per_clip: int = 8,
-                 lr: float = 1e-3, seed: int = 0):
+                 lr: float = 1e-3, seed: int = 0, optimizer: Callable[..., Optimizer] = torch.optim.Adam):
         super().__init__()
         require_upstream(upstream, ("prior", "motion"), "RelationStage")
         if space not in ("latent", "pose"):
@@ -35,7 +36,8 @@ class RelationStage(UpstreamMixin, pl.LightningModule):
         # plain types so that checkpoints load with weights_only=True (Hydra passes ListConfig)
         pose_relations, motion_relations = tuple(pose_relations), tuple(motion_relations)
         pose_hidden, motion_hidden = tuple(pose_hidden), tuple(motion_hidden)
-        self.save_hyperparameters(ignore=["upstream"])
+        self.save_hyperparameters(ignore=["upstream", "optimizer"])
+        self.make_optimizer = optimizer
         self.prior = freeze(upstream["prior"])
         self.motion = freeze(upstream["motion"])
         self.pose_names, self.motion_names = list(pose_relations), list(motion_relations)
@@ -134,4 +136,4 @@ class RelationStage(UpstreamMixin, pl.LightningModule):
 
     def configure_optimizers(self):
         params = list(self.pose_rel.parameters()) + list(self.motion_rel.parameters())
-        return torch.optim.Adam(params, lr=self.hparams.lr)
+        return self.make_optimizer(params, lr=self.hparams.lr)

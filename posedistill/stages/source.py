@@ -10,11 +10,12 @@ behind a person rendered on black; synthetic source only, 0 for real images). Up
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 from posedistill.losses.contrastive import pose_invariant_augment, random_appearance
 from posedistill.models.image_encoder import ImageEncoder
@@ -39,11 +40,13 @@ class SourceStage(UpstreamMixin, PoseEvalModule):
         appearance_p: float = 0.0,
         skeleton: str = "paper17",
         seed: int = 0,
+        optimizer: Callable[..., Optimizer] = torch.optim.Adam,
         **dims: Any,
     ):
         super().__init__(skeleton, dims.get("eval_joints"))
         require_upstream(upstream, ("prior",), "SourceStage")
-        self.save_hyperparameters(ignore=["upstream"])
+        self.save_hyperparameters(ignore=["upstream", "optimizer"])
+        self.make_optimizer = optimizer
         self.prior = freeze(upstream["prior"])
         enc_kw = dict(encoder or {})
         if "image_size" in dims:
@@ -75,4 +78,4 @@ class SourceStage(UpstreamMixin, PoseEvalModule):
 
     def configure_optimizers(self):
         params = [p for p in self.encoder.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        return self.make_optimizer(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

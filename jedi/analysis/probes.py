@@ -5,11 +5,18 @@ per condition such as the frequency, of that number) the learned context embeddi
   scored by accuracy and balanced accuracy.
 - Cross-validated ridge regression of the condition value on the embedding (R^2), when the dataset
   has ``condition_values``.
+- The cross-validated probe and the cluster scores run on the embeddings inferred for every held-out
+  trial of a seen condition (the test split's and the validation split's), so a per-trial table and
+  a tied one (one row per condition, whose copies would cross-validate trivially) are scored alike;
+  a per-trial table's training embeddings are probed too (``probes/train_*``).
+- Label-free structure: k-means with one cluster per condition on the embeddings, scored against the
+  conditions by the adjusted Rand index and normalised mutual information (scikit-learn).
 - Transfer: the probe fitted on all training embeddings, scored on the embeddings inferred for
   held-out trials (``module.inferred["test"]``).
-- Tied tables (one training row per condition) cross-validate on embeddings inferred for every
-  held-out trial of a seen condition instead: the test split's and the validation split's.
 - A 2-D PCA plot of the embeddings coloured by condition.
+
+Labels are read here only, never by training or inference; with one condition (a recordings file
+without labels) the probes are skipped with a one-line note.
 """
 from __future__ import annotations
 
@@ -23,9 +30,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.linear_model import LogisticRegression, RidgeCV  # noqa: E402
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, r2_score  # noqa: E402
+from sklearn.metrics import (accuracy_score, adjusted_rand_score, balanced_accuracy_score,  # noqa: E402
+                             normalized_mutual_info_score, r2_score)
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -110,58 +119,69 @@ def plot_embedding_pca(embeddings: np.ndarray, labels: np.ndarray, names: list[s
     plt.close(fig)
 
 
+def cluster_agreement(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
+    """How well unsupervised clusters of embeddings (n, d) match the conditions (n,): k-means with one
+    cluster per condition present, scored by adjusted Rand index and normalised mutual information
+    (1 for a perfect match, ARI about 0 for chance)."""
+    k = len(np.unique(labels))
+    clusters = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(StandardScaler().fit_transform(embeddings))
+    return {"ari": float(adjusted_rand_score(labels, clusters)), "nmi": float(normalized_mutual_info_score(labels, clusters))}
+
+
+def _probe_scores(E: np.ndarray, y: np.ndarray, prefix: str, n_splits: int, seed: int, max_iter: int, C: float) -> dict:
+    """Cross-validated decoding and cluster agreement of one set of embeddings, keys ``probes/<prefix>*``."""
+    out = {f"probes/{prefix}{k}": v for k, v in classification_probe(E, y, n_splits, seed, max_iter, C).items()}
+    out.update({f"probes/{prefix}cluster_{k}": v for k, v in cluster_agreement(E, y, seed).items()})
+    out[f"probes/{prefix}n_probed"] = float(len(y))
+    return out
+
+
 def analyze_embedding_probes(module, datamodule, out_dir: Path, n_splits: int = 5, seed: int = 0,
                              max_iter: int = 2000, C: float = 1.0) -> dict:
     """Probe the trained module's embeddings for their condition (and condition value).
 
-    Uses ``module.train_embeddings()`` with ``datamodule.train_set.conditions`` and, if present,
-    ``module.inferred["test"]`` for the transfer scores (a tied table cross-validates on the test
-    and validation trials' inferred embeddings). Returns probes/accuracy, probes/balanced_accuracy,
-    probes/chance, probes/n_probed (embeddings cross-validated), probes/test_accuracy,
-    probes/test_balanced_accuracy, probes/value_r2, probes/test_value_r2 (those that apply); saves
-    embedding_pca.png.
+    The cross-validated probe (probes/accuracy, probes/balanced_accuracy, probes/chance,
+    probes/n_probed) and the cluster scores (probes/cluster_ari, probes/cluster_nmi) use the
+    embeddings inferred for the test and validation trials (skipped before a test pass); a per-trial
+    table adds the same on its training embeddings (probes/train_*, probes/train_value_r2). probes/test_accuracy and probes/test_value_r2 are the
+    transfer of a probe fitted on the training embeddings to the test trials; probes/value_r2 the
+    cross-validated regression of the condition value. Saves embedding_pca.png.
     """
     E = module.train_embeddings().detach().cpu().numpy()
     trials = datamodule.train_set
     y = trials.conditions.cpu().numpy()
     if E.shape[0] != y.shape[0]:
         raise ValueError(f"embedding probe: {E.shape[0]} train embeddings but {y.shape[0]} train trials")
+    if len(np.unique(y)) < 2:
+        log.info("embedding probes skipped: the training trials carry one condition (no labels to probe)")
+        return {}
+    values = trials.condition_values.cpu().numpy() if trials.condition_values is not None else None
+    out = {}
+    if getattr(getattr(module, "embeddings", None), "tie", "trial") == "trial":
+        out.update(_probe_scores(E, y, "train_", n_splits, seed, max_iter, C))
+        if values is not None:
+            out["probes/train_value_r2"] = value_regression(E, values[y], n_splits, seed)
     test = getattr(module, "inferred", {}).get("test")
-    if getattr(getattr(module, "embeddings", None), "tie", "trial") != "trial":
-        # a tied table shares one row per condition (hierarchical: plus a per-trial offset):
-        # cross-validating copies of it would be trivially perfect, so the cross-validated probe runs
-        # on the embeddings inferred for held-out trials of seen conditions instead, test and
-        # validation pooled (the transfer score below still uses the training embeddings). Measured
-        # on the multi-task teacher: the test split alone is 6 trials per task, and 5-fold CV on it
-        # misclassified 2 of 30 (0.933) although every inferred embedding lies nearest its own
-        # task's row; with the 30 validation trials added, 60 of 60 (paper-size run).
-        if test is None:
-            log.warning("embedding probes skipped: tied embeddings and no inferred held-out embeddings")
-            return {"probes/accuracy": float("nan"), "probes/balanced_accuracy": float("nan")}
-        val = datamodule.val_set
-        E_cv = torch.cat([test.embeddings.cpu(), infer_split_embeddings(module, val)]).numpy()
-        y_cv = torch.cat([test.conditions.cpu(), val.conditions.cpu()]).numpy()
-    else:
-        E_cv, y_cv = E, y
+    if test is None:
+        log.warning("embedding probes of inferred embeddings skipped: no embeddings inferred for the test trials")
+        plot_embedding_pca(E, y, trials.condition_names, Path(out_dir) / "embedding_pca.png")
+        return out
+    val = datamodule.val_set
+    E_cv = torch.cat([test.embeddings.cpu(), infer_split_embeddings(module, val)]).numpy()
+    y_cv = torch.cat([test.conditions.cpu(), val.conditions.cpu()]).numpy()
     classes, counts = np.unique(y_cv, return_counts=True)
     if (counts >= 2).sum() < 2:  # too few trials to cross-validate (e.g. a debug-sized run)
         log.warning("embedding probes skipped: need >= 2 conditions with >= 2 trials each")
-        return {"probes/accuracy": float("nan"), "probes/balanced_accuracy": float("nan")}
-    out = {f"probes/{k}": v for k, v in classification_probe(E_cv, y_cv, n_splits, seed, max_iter, C).items()}
-    out["probes/n_probed"] = float(len(y_cv))
-    if test is not None:
-        Et, yt = test.embeddings.cpu().numpy(), test.conditions.cpu().numpy()
-        seen = np.isin(yt, y)
-        if seen.any():
-            pred = _classifier(max_iter, C).fit(E, y).predict(Et[seen])
-            out["probes/test_accuracy"] = float(accuracy_score(yt[seen], pred))
-            out["probes/test_balanced_accuracy"] = float(balanced_accuracy_score(yt[seen], pred))
-    values = trials.condition_values
+        return out
+    out.update(_probe_scores(E_cv, y_cv, "", n_splits, seed, max_iter, C))
+    Et, yt = test.embeddings.cpu().numpy(), test.conditions.cpu().numpy()
+    seen = np.isin(yt, y)
+    if seen.any():
+        pred = _classifier(max_iter, C).fit(E, y).predict(Et[seen])
+        out["probes/test_accuracy"] = float(accuracy_score(yt[seen], pred))
+        out["probes/test_balanced_accuracy"] = float(balanced_accuracy_score(yt[seen], pred))
     if values is not None:
-        v = values.cpu().numpy()
-        out["probes/value_r2"] = value_regression(E_cv, v[y_cv], n_splits, seed)
-        if test is not None:
-            out["probes/test_value_r2"] = float(r2_score(v[yt], _regressor().fit(E, v[y]).predict(Et)))
-    plot_embedding_pca(E, y, trials.condition_names, Path(out_dir) / "embedding_pca.png",
-                       (Et, yt) if test is not None else None)
+        out["probes/value_r2"] = value_regression(E_cv, values[y_cv], n_splits, seed)
+        out["probes/test_value_r2"] = float(r2_score(values[yt], _regressor().fit(E, values[y]).predict(Et)))
+    plot_embedding_pca(E, y, trials.condition_names, Path(out_dir) / "embedding_pca.png", (Et, yt))
     return out

@@ -183,15 +183,17 @@ def test_probe_entry_point_on_a_module(tmp_path):
     y = dm.train_set.conditions
     with torch.no_grad():  # separable embeddings: one corner per condition
         module.embeddings.table.weight.copy_(3.0 * torch.eye(3)[y] + 0.1 * torch.randn(len(y), 3, generator=torch.Generator().manual_seed(3)))
-    out = analyze_embedding_probes(module, dm, tmp_path)
-    assert out["probes/accuracy"] == 1.0 and out["probes/chance"] == pytest.approx(1 / 3)
-    assert "probes/value_r2" not in out
+    out = analyze_embedding_probes(module, dm, tmp_path)  # no test pass yet: the training table alone
+    assert out["probes/train_accuracy"] == 1.0 and out["probes/train_chance"] == pytest.approx(1 / 3)
+    # one tight cluster per condition: k-means finds exactly the conditions
+    assert out["probes/train_cluster_ari"] == 1.0 and out["probes/train_cluster_nmi"] == pytest.approx(1.0)
+    assert "probes/accuracy" not in out and "probes/train_value_r2" not in out
     # a family with a number per condition: embeddings carry it linearly -> ridge R^2 near 1
     dm.train_set.condition_values = torch.tensor([1.0, 4.0, 9.0])
     with torch.no_grad():
         module.embeddings.table.weight[:, 0] = dm.train_set.condition_values[y] + 0.01 * torch.randn(len(y), generator=torch.Generator().manual_seed(4))
     out = analyze_embedding_probes(module, dm, tmp_path)
-    assert out["probes/value_r2"] > 0.99
+    assert out["probes/train_value_r2"] > 0.99
     assert (tmp_path / "embedding_pca.png").stat().st_size > 0
 
 
@@ -291,4 +293,5 @@ def test_probe_of_a_tied_table_pools_the_test_and_validation_trials(tmp_path):
     assert torch.allclose(module.inferred["test"].embeddings, rows[dm.test_set.conditions])
     out = analyze_embedding_probes(module, dm, tmp_path, n_splits=2)
     assert out["probes/n_probed"] == len(dm.test_set) + len(dm.val_set)
-    assert out["probes/accuracy"] == 1.0
+    assert out["probes/accuracy"] == 1.0 and out["probes/cluster_ari"] == 1.0
+    assert not any(k.startswith("probes/train_") for k in out)  # a tied table's rows are not probed

@@ -22,6 +22,7 @@ from typing import Any, Optional
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.glue.cache import atomic_write
 from experiments.glue.logging_setup import WANDB_ID_FILE, decide_offline
 from experiments.glue.run import METRICS_FILE
 from experiments.glue.sweep_space import check_local, hydra_override, local_trials, n_trials, sweep_config
@@ -53,8 +54,13 @@ class TrialLauncher:
         log.info("trial %s (W&B run %s): %s", trial_dir.name, run_id,
                  " ".join(hydra_override(k, v) for k, v in params.items()))
         with (trial_dir / TRIAL_OUTPUT).open("w") as out:
-            rc = subprocess.run([sys.executable, "-m", "experiments.train", *overrides],
-                                stdout=out, stderr=subprocess.STDOUT, env=self._env()).returncode
+            proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *overrides],
+                                    stdout=out, stderr=subprocess.STDOUT, env=self._env())
+            try:
+                rc = proc.wait()
+            except BaseException:  # Ctrl-C reached the trial too: let it record itself before the sweep stops
+                _stop(proc)
+                raise
         result = self._record(trial_dir, rc, params, run_id)
         log.info("trial %s %s%s", trial_dir.name, result["status"],
                  f": {result['error']}" if result.get("error") else "")
@@ -77,7 +83,8 @@ class TrialLauncher:
             result = json.loads(metrics_file.read_text())
         else:
             result = {"status": "failed", "returncode": rc, "error": _last_error(trial_dir / TRIAL_OUTPUT)}
-            metrics_file.write_text(json.dumps(result, indent=2, sort_keys=True))
+            with atomic_write(metrics_file, "w") as f:
+                json.dump(result, f, indent=2, sort_keys=True)
         if result.get("status") != "completed" and not list(trial_dir.glob("wandb/*run-*")):
             self._record_wandb_run(trial_dir, run_id, params, result)
         return {**result, "dir": str(trial_dir), "params": params}
@@ -93,6 +100,14 @@ class TrialLauncher:
         run.summary.update({"status": result["status"], "error": str(result.get("error", ""))})
         run.finish(exit_code=1)
         (trial_dir / WANDB_ID_FILE).write_text(run_id)
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _last_error(output: Path) -> str:

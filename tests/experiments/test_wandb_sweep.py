@@ -126,6 +126,8 @@ def test_offline_sweep_runs_three_trials_and_goes_on_past_a_failing_one(tmp_path
         assert offline.name.endswith((trial / "wandb_id.txt").read_text().strip())
         run = run_contents(next(offline.glob("run-*.wandb")))
         assert run["summary"]["status"] == records[int(trial.name)]["status"]
+        logged = run["config"]["model.embedding_dim"] if dim == 0 else run["config"]["model"]["embedding_dim"]
+        assert logged == dim  # the failed trial's run (recorded by the sweep) holds its parameters
     assert run_contents(next((trials[0] / "wandb").glob("offline-run-*/run-*.wandb")))["summary"]["val/r2"] == \
         pytest.approx(records[0]["val/r2"])
     summary = (sweep_dir / "sweep_summary.md").read_text()

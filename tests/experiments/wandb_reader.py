@@ -41,8 +41,8 @@ def run_contents(path: Path) -> dict:
     config, summary, history, files = {}, {}, [], []
     for rec in records(path):
         kind = rec.WhichOneof("record_type")
-        if kind == "config":
-            for item in rec.config.update:
+        if kind in ("config", "run"):  # wandb.init(config=...) arrives in the run record
+            for item in (rec.config if kind == "config" else rec.run.config).update:
                 config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
         elif kind == "summary":
             for item in rec.summary.update:

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = str(ROOT / "configs")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HYDRA_DEPRECATION_WARNINGS_AS_ERRORS", "1")  # Hydra's switch; see pyproject filterwarnings
 
 # Keys that make any experiment tiny, applied only where the composed config has them.
 SHRINK = {

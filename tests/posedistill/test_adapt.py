@@ -310,3 +310,13 @@ def test_project_codes_compares_the_prior_projection_of_gs_codes(upstream):
     frames = raw[0, :4]
     with torch.no_grad():
         torch.testing.assert_close(model.predict_pose(frames), upstream["source"].predict_pose(frames))
+
+
+def test_source_anchor_experiment_runs_through_the_framework(compose_cfg):
+    from experiments.glue.run import train
+
+    cfg = compose_cfg(["experiment=posedistill/synthetic_adapt_source_anchor", "debug=fdr", *TINY_SYNTHETIC,
+                       "stages.source.data.batch_size=8"])
+    assert list(cfg.model.energies)[-1] == "source"
+    metrics = train(cfg)
+    assert math.isfinite(metrics["test/pa_mpjpe"]) and math.isfinite(metrics["train/source"])

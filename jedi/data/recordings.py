@@ -1,7 +1,8 @@
 """Bring-your-own recordings: trials of rates or spike counts from a .npz or .h5 file.
 
-Arrays: ``rates`` or ``spikes`` (trials, time, neurons); ``condition`` (trials,) integer labels or
-strings; optional ``dt`` (seconds per bin) and ``condition_names``. Missing, mis-shaped or corrupt
+Arrays: ``rates`` or ``spikes`` (trials, time, neurons); optional ``condition`` (trials,) integer
+labels or strings (read only by the analyses; without it every trial is one ``unlabelled``
+condition), ``dt`` (seconds per bin) and ``condition_names``. Missing, mis-shaped or corrupt
 arrays give an error naming the file and the array. ``recording_file`` reads an .h5 file lazily
 (``jedi_rnn.data.h5trials``: trials stay on disk) and an .npz file into memory.
 """
@@ -76,9 +77,8 @@ class RecordingFile:
             raise ValueError(f"{path}: array '{name}' must be numeric, got dtype {data.dtype}")
         if name == "spikes" and np.isnan(data).any():
             raise ValueError(f"{path}: array 'spikes' contains NaN; spike counts cannot be missing, use 'rates' with NaN")
-        if "condition" not in arrays:
-            raise KeyError(f"{path}: array 'condition' (trials,) is missing (found: {sorted(arrays)})")
-        cond = arrays["condition"]
+        # JEDI trains without labels: a file without 'condition' is one unlabelled condition
+        cond = arrays["condition"] if "condition" in arrays else np.full(data.shape[0], "unlabelled")
         if cond.shape != (data.shape[0],):
             raise ValueError(f"{path}: array 'condition' must be ({data.shape[0]},) to match '{name}', got {cond.shape}")
         if "condition_names" in arrays:

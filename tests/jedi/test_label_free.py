@@ -124,3 +124,29 @@ def test_condition_labels_change_no_trained_weight_and_no_test_number(tiny_label
         assert results == ref_results, permute
         for split, inferred in reference.inferred.items():
             assert torch.equal(inferred.embeddings, model.inferred[split].embeddings), (permute, split)
+
+
+@pytest.mark.timeout(300)
+def test_a_recordings_file_without_labels_trains_tests_and_analyses(compose_cfg, tmp_path, caplog):
+    """data=jedi/recordings on a file with no `condition` array: JEDI needs none; the probes, which
+    do, are skipped with a one-line note, and the label-free analyses run."""
+    import logging
+
+    import numpy as np
+
+    from experiments.glue.run import train
+
+    rng = np.random.default_rng(0)
+    t = np.arange(30) * 0.01
+    freq, phase = rng.choice([2.0, 5.0], 24), rng.uniform(0, 2 * np.pi, 24)
+    rates = 0.5 * np.sin(2 * np.pi * freq[:, None, None] * t[None, :, None] + phase[:, None, None] + np.arange(6))
+    path = tmp_path / "unlabelled.npz"
+    np.savez(path, rates=rates.astype(np.float32), dt=0.01)
+    cfg = compose_cfg(["data=jedi/recordings", f"data.source.path={path}", "analysis=jedi/recordings",
+                       "trainer.max_epochs=2", "model.infer.steps=3", "model.infer.val_steps=2", "callbacks=none"])
+    with caplog.at_level(logging.INFO):
+        metrics = train(cfg)
+    assert np.isfinite(metrics["test/r2"]) and np.isfinite(metrics["analysis/spectra/radius_mean"])
+    assert "analysis/lyapunov/lambda_max" in metrics
+    assert not any(k.startswith("analysis/probes/") for k in metrics)
+    assert "embedding probes skipped: the training trials carry one condition" in caplog.text

@@ -1,4 +1,6 @@
-"""Shared fixtures: compose the real configs for tests (no logger, CPU, outputs under tmp_path)."""
+"""Shared fixtures: compose the real configs for tests (no logger, CPU, outputs under tmp_path).
+
+Tests make a run tiny with the run size `size=tiny` (configs/size/<experiment>/tiny.yaml)."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = str(ROOT / "configs")
@@ -17,47 +19,10 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_DEPRECATION_WARNINGS_AS_ERRORS", "1")  # Hydra's switch; see pyproject filterwarnings
 
-# Keys that make any experiment tiny, applied only where the composed config has them.
-SHRINK = {
-    "data.source.trials_per_condition": 4,
-    "data.num_workers": 0,
-    "data.batch_size": 16,
-    "model.infer.steps": 3,
-    "model.infer.val_steps": 2,
-    "trainer.max_epochs": 1,
-    # task-trained teachers (their stage data too)
-    "data.n_train": 32,
-    "data.n_val": 8,
-    "data.recordings.n_trials": 8,
-    "data.recordings.fixed_points.max_iters": 20,
-    "data.recordings.fixed_points.n_inits": 8,
-    "analysis.recovery.max_iters": 20,
-    "analysis.recovery.n_inits": 8,
-    # PoseDistill pools (rendered on first use)
-    "data.n_clips": 16,
-    "data.n_frames": 64,
-    "data.val_clips": 4,
-    "data.test_clips": 4,
-}
-
 
 def requires(module: str):
     """Skip unless an optional package is importable (importlib.util.find_spec)."""
     return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} not installed")
-
-
-def shrink(cfg: DictConfig, extra: dict | None = None) -> DictConfig:
-    """Apply SHRINK (and extra) to the keys that exist in cfg and its stages."""
-    table = {**SHRINK, **(extra or {})}
-    with open_dict(cfg):
-        for key, value in table.items():
-            if OmegaConf.select(cfg, key, default="__absent__") != "__absent__":
-                OmegaConf.update(cfg, key, value, merge=False)
-            for stage in (cfg.get("stages") or {}):
-                skey = f"stages.{stage}.{key}"
-                if OmegaConf.select(cfg, skey, default="__absent__") != "__absent__":
-                    OmegaConf.update(cfg, skey, value, merge=False)
-    return cfg
 
 
 def compose_train(tmp_path: Path, overrides: list[str], config_name: str = "train",

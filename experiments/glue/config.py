@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.glue.schemas import ConfigError, validate
+from experiments.glue.sizes import check_size_table
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ def check_group_overrides(argv: list[str], config_dir: str = CONFIG_DIR) -> None
 
 def prepare_config(cfg: DictConfig) -> None:
     """Validate (schemas) and print the composed config before anything is built."""
+    if HydraConfig.initialized():
+        check_size_table(HydraConfig.get().runtime.choices)
     extras = cfg.get("extras") or {}
     if extras.get("validate_config", True):
         validate(cfg)

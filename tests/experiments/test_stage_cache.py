@@ -6,7 +6,6 @@ import pytest
 
 from experiments.glue.cache import DiskCache, config_hash
 from experiments.glue.stages import run_stages, stage_key
-from tests.conftest import shrink
 
 
 def _keys(compose_cfg, overrides: list[str], experiment: str = "posedistill/synthetic_adapt_demo") -> dict[str, str]:
@@ -50,7 +49,7 @@ def test_stage_keys_ignore_where_the_data_are_cached(compose_cfg):
 
 
 def test_stages_are_kept_in_the_cache_layout_and_reused(compose_cfg, tmp_path):
-    cfg = shrink(compose_cfg(["experiment=jedi/flipflop_demo", "debug=fdr"]))
+    cfg = compose_cfg(["experiment=jedi/flipflop", "size=tiny", "debug=fdr"])
     cfg.paths.cache_dir = str(tmp_path / "cache")
     run_stages(cfg)
     entry = DiskCache(cfg.paths.cache_dir).path("stages/teacher", stage_key(cfg, cfg.stages.teacher, {}))

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf, open_dict
 
 from experiments.glue.checkpoint_io import load_checkpoint
 from experiments.glue.run import run_task, train
-from tests.conftest import CONFIG_DIR, ROOT, shrink
+from tests.conftest import CONFIG_DIR, ROOT
 
 EXPERIMENTS = sorted(str(p.relative_to(Path(CONFIG_DIR) / "experiment").with_suffix(""))
                      for p in (Path(CONFIG_DIR) / "experiment").rglob("*.yaml"))
@@ -29,7 +29,7 @@ TINY_JEDI = ["experiment=jedi/multifreq_demo", "data.source.trials_per_condition
 
 @pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if e not in REAL_DATA])
 def test_every_experiment_runs_one_step(compose_cfg, experiment):
-    cfg = shrink(compose_cfg([f"experiment={experiment}", "debug=fdr"]))
+    cfg = compose_cfg([f"experiment={experiment}", "size=tiny", "debug=fdr"])
     with open_dict(cfg):
         cfg.analyze = False
     metrics = run_task(train, cfg)
@@ -136,7 +136,7 @@ def test_hypernetwork_heads_compose_and_the_experiment_reaches_them(compose_cfg,
 
 
 def test_full_rank_ablation_runs_one_step(compose_cfg):
-    cfg = shrink(compose_cfg(["experiment=jedi/multifreq_demo", "model=jedi/jedi_fullrank", "debug=fdr"]))
+    cfg = compose_cfg(["experiment=jedi/multifreq", "size=tiny", "model=jedi/jedi_fullrank", "debug=fdr"])
     with open_dict(cfg):
         cfg.analyze = False
     metrics = run_task(train, cfg)
@@ -146,7 +146,7 @@ def test_full_rank_ablation_runs_one_step(compose_cfg):
 def test_model_seed_override_alone_runs_with_a_logger(compose_cfg):
     # varying the initialisation while keeping the data: the model's seed differs from the datamodule's,
     # which Lightning refuses to merge into one hyper-parameter set unless only the run logs the config
-    cfg = shrink(compose_cfg(["experiment=posedistill/priors_demo", "debug=fdr", "logger=csv", "model.seed=7"]))
+    cfg = compose_cfg(["experiment=posedistill/priors", "size=tiny", "debug=fdr", "logger=csv", "model.seed=7"])
     with open_dict(cfg):
         cfg.analyze = False
     run_task(train, cfg)

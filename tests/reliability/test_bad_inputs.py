@@ -18,7 +18,7 @@ from experiments.glue.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from experiments.glue.run import check_writable, run_task, train
 from experiments.glue.schemas import ConfigError, validate
 from jedi_rnn.data.recordings import RecordingFile
-from tests.conftest import ROOT, shrink
+from tests.conftest import ROOT
 from tests.experiments.test_train import TINY_JEDI
 
 
@@ -148,7 +148,7 @@ def test_checkpoints_are_atomic_and_corrupt_ones_are_reported(tmp_path):
 
 
 def test_corrupt_stage_checkpoint_is_retrained_not_used(compose_cfg, tmp_path):
-    cfg = shrink(compose_cfg(["experiment=jedi/flipflop_demo", "debug=fdr", "analyze=false"]))
+    cfg = compose_cfg(["experiment=jedi/flipflop", "size=tiny", "debug=fdr", "analyze=false"])
     cfg.paths.cache_dir = str(tmp_path / "own_cache")
     run_task(train, cfg)
     (ckpt,) = Path(cfg.paths.cache_dir).glob("stages/teacher-*/model.ckpt")

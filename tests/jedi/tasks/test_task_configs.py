@@ -4,15 +4,11 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from experiments.glue.build import build_datamodule, build_model
-from tests.conftest import shrink
-
-TINY = {"data.n_train": 8, "data.n_val": 4, "data.recordings.n_trials": 8,
-        "data.recordings.fixed_points.max_iters": 5, "data.recordings.fixed_points.n_inits": 4}
 
 
 @pytest.mark.parametrize("experiment", ["jedi/memorypro_demo", "jedi/flipflop_demo"])
 def test_student_runs_at_the_teachers_time_step(compose_cfg, experiment):
-    cfg = shrink(compose_cfg([f"experiment={experiment}"]), TINY)
+    cfg = compose_cfg([f"experiment={experiment}", "size=tiny"])
     stage = cfg.stages.teacher
     teacher_dm = build_datamodule(stage.data, {}, where="stages.teacher.data")
     teacher = build_model(stage.model, None, teacher_dm, {}, where="stages.teacher.model").eval()

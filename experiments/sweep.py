@@ -13,7 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from experiments.glue.config import check_group_overrides, prepare_config
+from experiments.glue.config import check_group_overrides, one_line_errors, prepare_config
 from experiments.glue.wandb_sweep import best_trial, run_wandb_sweep
 
 # overrides that define the sweep itself (and their sub-keys), kept out of its trials
@@ -35,10 +35,11 @@ def main(cfg: DictConfig) -> None:
     if cfg.get("wandb_sweep") is None:
         raise SystemExit(f"experiments.sweep needs a W&B search space: hparams_search=wandb_<name> "
                          f"(configs/hparams_search/wandb_*.yaml), got hparams_search={choice}")
-    prepare_config(cfg)  # a bad base config fails here, before any trial starts
     sweep_dir = Path(hydra_cfg.runtime.output_dir)
-    results = run_wandb_sweep(cfg, trial_overrides(hydra_cfg), sweep_dir,
-                              source=f"configs/hparams_search/{choice}.yaml")
+    with one_line_errors():  # a bad base config or search space: one line, before any trial starts
+        prepare_config(cfg)
+        results = run_wandb_sweep(cfg, trial_overrides(hydra_cfg), sweep_dir,
+                                  source=f"configs/hparams_search/{choice}.yaml")
     failed = [r for r in results if r.get("status") != "completed"]
     best = best_trial(results, cfg.optimized_metric, cfg.get("optimized_mode", "max"))
     print(f"{len(results) - len(failed)} of {len(results)} trials completed; summary in {sweep_dir / 'sweep_summary.md'}")

@@ -144,6 +144,17 @@ def _hydra_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
     text = str(value)
-    if _BARE.fullmatch(text):
+    if _BARE.fullmatch(text) and not _reads_as_other_type(text):
         return text
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _reads_as_other_type(text: str) -> bool:
+    """True when Hydra would read the bare string as a number, bool or null."""
+    if text.lower() in ("true", "false", "null"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

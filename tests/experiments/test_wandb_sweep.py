@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,7 +76,8 @@ def test_sweep_config_takes_the_metric_and_names_a_bad_key(compose_cfg):
 def test_agent_parameters_become_the_same_values_as_hydra_overrides(tmp_path):
     from wandb.sdk.lib.config_util import save_config_file_from_dict
     sent = {"model.embedding_dim": 4, "model.lr": 0.00125, "model": "jedi/jedi_fullrank", "tags": ["a", "b c"],
-            "model.hypernet.activation": "leaky relu", "analyze": False, "ckpt_path": None}
+            "model.hypernet.activation": "leaky relu", "analyze": False, "ckpt_path": None, "task_name": "2",
+            "model.weight_decay": 1e-05, "data.source.note": "it's"}
     param_file = tmp_path / "config-abc.yaml"  # the file wandb.agent writes for a trial
     save_config_file_from_dict(str(param_file), {k: {"value": v} for k, v in sent.items()})
     received = agent_params(str(param_file))

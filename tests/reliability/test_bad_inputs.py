@@ -15,6 +15,7 @@ import torch
 
 from experiments.glue import logging_setup
 from experiments.glue.checkpoint_io import AtomicCheckpointIO, load_checkpoint
+from experiments.glue.config import one_line_errors
 from experiments.glue.run import check_writable, run_task, train
 from experiments.glue.schemas import ConfigError, validate
 from jedi_rnn.data.recordings import RecordingFile
@@ -193,12 +194,14 @@ def test_a_bad_config_is_one_line_on_stderr_without_a_traceback(tmp_path):
     assert res.stderr.strip() == "config error: model.hypernet.rank must be an integer >= 1, got -1", res.stderr
 
 
-def test_hydra_full_error_keeps_the_traceback(tmp_path):
-    res = _cli("experiments.train", ["experiment=jedi/multifreq_demo", "model.hypernet.rank=-1"], tmp_path,
-               HYDRA_FULL_ERROR="1")
-    assert res.returncode == 1
-    assert "Traceback (most recent call last)" in res.stderr and "schemas.py" in res.stderr
-    assert "ConfigError: model.hypernet.rank must be an integer >= 1, got -1" in res.stderr
+def test_hydra_full_error_lets_the_error_through_for_its_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Hydra then prints the whole traceback of what propagates
+    with pytest.raises(ConfigError, match="model.hypernet.rank must be"), one_line_errors():
+        raise ConfigError("model.hypernet.rank must be an integer >= 1, got -1")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "")
+    with pytest.raises(SystemExit) as exit_, one_line_errors():
+        raise KeyError("r.npz: array 'rates' is missing")
+    assert exit_.value.code == 1 and capsys.readouterr().err == "error: r.npz: array 'rates' is missing\n"
 
 
 def test_a_bad_data_file_is_one_line_naming_the_file(tmp_path):

@@ -94,11 +94,15 @@ class TrialLauncher:
         if self.wandb_init is None or os.environ.get("WANDB_MODE") == "disabled":
             return
         import wandb
-        run = wandb.init(id=run_id, dir=str(trial_dir), config=params, resume="allow",
-                         mode="offline" if self.offline else "online",
-                         settings=wandb.Settings(init_timeout=60, silent=True), **self.wandb_init)
-        run.summary.update({"status": result["status"], "error": str(result.get("error", ""))})
-        run.finish(exit_code=1)
+        try:
+            run = wandb.init(id=run_id, dir=str(trial_dir), config=params, resume="allow",
+                             mode="offline" if self.offline else "online",
+                             settings=wandb.Settings(init_timeout=60, silent=True), **self.wandb_init)
+            run.summary.update({"status": result["status"], "error": str(result.get("error", ""))})
+            run.finish(exit_code=1)
+        except Exception as err:  # W&B never stops the sweep; metrics.json already holds the failure
+            log.warning("could not record trial %s in W&B: %s", trial_dir.name, err)
+            return
         (trial_dir / WANDB_ID_FILE).write_text(run_id)
 
 

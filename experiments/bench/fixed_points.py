@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from jedi_rnn.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states
-from jedi_rnn.analysis.maps import TanhRNNMap
-from jedi_rnn.analysis.student import rollout
+from jedi_rnn.dynamics.fixed_points import FinderOptions, find_fixed_points, sample_initial_states
+from jedi_rnn.dynamics.maps import TanhRNNMap
+from jedi_rnn.dynamics.rate_rnn import unroll
 
 C, K, N, R, ALPHA = 64, 256, 64, 2, 0.2
 FIXED_Q = 1e-10  # points compared: q below this (unconverged near-duplicates of weakly attracting saddles excluded)
@@ -34,7 +34,7 @@ def make_problem(device: torch.device, seed: int = 0) -> tuple:
     gains = torch.stack([torch.linspace(1.3, 2.5, C), torch.linspace(0.7, 1.9, C).flip(0)], -1)  # (C, R)
     V = U * gains[:, None, :] + 0.1 * torch.randn(C, N, R, generator=gen)
     F = TanhRNNMap(ALPHA, U=U.to(device), V=V.to(device))
-    traj = rollout(F, 2.0 * torch.randn(C, 8, N, generator=gen).to(device), 50)  # (C, 8, 50, N)
+    traj = unroll(F.weights, 2.0 * torch.randn(C, 8, N, generator=gen).to(device), ALPHA, 49)  # (C, 8, 50, N)
     x0 = sample_initial_states(traj.flatten(1, 2).cpu(), K, 0.1, gen).to(device)
     return F, x0
 

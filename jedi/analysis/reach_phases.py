@@ -5,7 +5,7 @@ its own context c and ``extras["phase"]`` (0 = prep, 1 = exec). Per context:
 - eigenvalues of the discrete update A(c) = (1 - a) I + a J(c) (a = dt / tau), relative to the unit
   circle. For the pure low-rank head only the R eigenvalues (1 - a) + a eig(V^T U / N) move with c
   (the other N - R equal 1 - a), so the statistics use those R; otherwise all N;
-- the top Lyapunov exponents of the noise-free map (``jedi_rnn.analysis.lyapunov``, QR method) from the
+- the top Lyapunov exponents of the noise-free map (``jedi_rnn.dynamics.lyapunov``, QR method) from the
   module's initial state of that segment.
 The paper reports execution eigenvalues near the unit circle and preparation eigenvalues inside it.
 For simulated data with ``meta["teacher_eigs"]`` (the surrogate) the ground truth is drawn too.
@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jedi_rnn.analysis.lyapunov import lyapunov_spectrum
-from jedi_rnn.analysis.maps import TanhRNNMap
 from jedi_rnn.analysis.plotting import analysis_array_path, plt, save_figure
 from jedi_rnn.analysis.spectra import connectivity_eigenvalues, update_eigenvalues
-from jedi_rnn.models.rnn import RecurrentWeights
+from jedi_rnn.dynamics.lyapunov import lyapunov_spectrum
+from jedi_rnn.dynamics.maps import TanhRNNMap
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 
 PHASE_COLORS = ("tab:blue", "tab:red")
 

@@ -36,12 +36,12 @@ from scipy.sparse import csr_matrix  # noqa: E402
 from scipy.sparse.csgraph import connected_components  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
-from jedi_rnn.analysis.fixed_points import (ContextFixedPoints, FinderOptions, find_fixed_points,  # noqa: E402
-                                        sample_initial_states)
-from jedi_rnn.analysis.maps import TanhRNNMap  # noqa: E402
 from jedi_rnn.analysis.plotting import analysis_array_path  # noqa: E402
 from jedi_rnn.analysis.student import check_module, heldout_contexts, student_contexts  # noqa: E402
 from jedi_rnn.data.task_recordings import teacher_fixed_points  # noqa: E402
+from jedi_rnn.dynamics.fixed_points import (ContextFixedPoints, FinderOptions, find_fixed_points,  # noqa: E402
+                                            sample_initial_states)
+from jedi_rnn.dynamics.maps import TanhRNNMap  # noqa: E402
 
 
 def hungarian_match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from torch import Tensor
 from jedi_rnn.analysis.plotting import (analysis_array_path, condition_colors, legend_outside, plot_eigenvalues,
                                     plt, save_figure)
 from jedi_rnn.analysis.student import heldout_contexts, student_contexts
-from jedi_rnn.models.rnn import RecurrentWeights
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 
 
 def sort_by_modulus(eig: Tensor) -> Tensor:

@@ -13,8 +13,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from jedi_rnn.analysis.maps import TanhRNNMap
-from jedi_rnn.models.rnn import RecurrentWeights
+from jedi_rnn.dynamics.maps import TanhRNNMap
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 
 
 @dataclass
@@ -96,12 +96,3 @@ def student_initial_states(module, datamodule, ctx: StudentContexts, n_trials: i
         with torch.no_grad():
             x0.append(module.initial_state(ctx.embeddings[i].expand(n_trials, -1), data))
     return torch.stack(x0).to(torch.float64)
-
-
-def rollout(F, x0: Tensor, n_steps: int) -> Tensor:
-    """Noise-free states x_0..x_{n_steps-1} of the map from x0 (C, K, N) -> (C, K, n_steps, N)."""
-    xs = [x0]
-    with torch.no_grad():
-        for _ in range(n_steps - 1):
-            xs.append(F(xs[-1]))
-    return torch.stack(xs, 2)

@@ -9,8 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from jedi_rnn.baselines.optim import OptimizerFactory, SchedulerFactory, network_and_embedding_groups
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 from jedi_rnn.lit_module import JediModule
-from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
+from jedi_rnn.models.rnn import RateRNN
 
 
 class ContextInputWeights(nn.Module):

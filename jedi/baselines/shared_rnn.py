@@ -10,8 +10,9 @@ from torch import Tensor, nn
 
 from jedi_rnn.baselines.optim import OptimizerFactory, SchedulerFactory, network_and_embedding_groups
 from jedi_rnn.data.trials import TrialBatch
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 from jedi_rnn.lit_module import JediModule
-from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
+from jedi_rnn.models.rnn import RateRNN
 
 
 class SharedWeights(nn.Module):

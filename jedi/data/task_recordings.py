@@ -6,7 +6,7 @@ its hidden rates tanh(x) are recorded and cut into constant-input segments (a Me
 flip-flop stretch between pulses), since the autonomous JEDI student cannot see inputs. Each segment
 starts ``drop_steps`` after the input change, is cropped to ``segment_len`` steps (or padded with
 NaN) and labelled by its condition. The teacher's fixed points are found per condition with
-:func:`jedi_rnn.analysis.fixed_points.find_fixed_points`, under the condition's constant input and from
+:func:`jedi_rnn.dynamics.fixed_points.find_fixed_points`, under the condition's constant input and from
 the teacher states its segments visit, and stored in ``TrialSet.meta``:
 ``meta["teacher_fixed_points"]`` maps each condition to its index and input (JSON), and the arrays
 ``meta["teacher_fp_*"]`` hold the points of all conditions (read back per condition with
@@ -21,10 +21,10 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from jedi_rnn.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states
-from jedi_rnn.analysis.maps import TanhRNNMap
 from jedi_rnn.data.tasks import Segment, TaskTrial, stack_trials, trial_rng
 from jedi_rnn.data.trials import TrialDataModule, TrialSet
+from jedi_rnn.dynamics.fixed_points import FinderOptions, find_fixed_points, sample_initial_states
+from jedi_rnn.dynamics.maps import TanhRNNMap
 
 
 def module_hash(module: torch.nn.Module) -> str:

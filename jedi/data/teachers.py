@@ -2,6 +2,8 @@
 W_ext u(t), whose rates are the recordings JEDI fits.
 
     J_T = g chi / sqrt(N) + (s / N) sum_r m_r n_r^T,    tau dx/dt = -x + J_T tanh(x) + W_ext u(t)
+
+Euler-integrated with the update of ``jedi_rnn.dynamics.rate_rnn`` (alpha = dt / tau).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from jedi_rnn.data.trials import TrialSet
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights, unroll
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +135,12 @@ class SyntheticTeacher:
         w = self.weights()
         J, W = torch.from_numpy(w["J"]), torch.from_numpy(w["W_ext"])
         drive = torch.from_numpy(u) @ W.T  # (n, T, d_in) -> (n, T, N)
-        alpha = self.dt / self.tau
-        x = torch.from_numpy(x0)
-        xs = torch.empty(u.shape[0], u.shape[1], self.n_units, dtype=torch.float64)
-        for step in range(u.shape[1]):
-            xs[:, step] = x
-            x = x + alpha * (-x + torch.tanh(x) @ J.T + drive[:, step])
-            if self.noise_std > 0:
-                x = x + self.noise_std * torch.from_numpy(rng.standard_normal(x.shape))
-        return xs.numpy()
+        n, T = u.shape[:2]
+        noise = None
+        if self.noise_std > 0:  # drawn step by step in time order: (T, n, N) -> (n, T, N)
+            noise = torch.from_numpy(self.noise_std * rng.standard_normal((T, n, self.n_units))).transpose(0, 1)
+        xs = unroll(RecurrentWeights(base=J), torch.from_numpy(x0), self.dt / self.tau, T, drive=drive, noise=noise)
+        return xs[:, :-1].numpy()  # x_0..x_{T-1}
 
     def __call__(self) -> TrialSet:
         rng = np.random.default_rng(self.seed + 1)

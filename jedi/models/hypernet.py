@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from jedi_rnn.models.rnn import RecurrentWeights
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 

@@ -5,7 +5,7 @@ The teacher is of the student's model class, driven by task inputs u_t:
     x_{t+1} = (1 - alpha) x_t + alpha (J tanh(x_t) + W_in u_t + b) + sigma * xi_t,   y_t = C tanh(x_{t+1}) + d
 
 so its rates tanh(x) are what JEDI fits, and its fixed points under a constant input u are those of
-``step(x, u)``.
+``step(x, u)`` (the update of ``jedi_rnn.dynamics.rate_rnn`` with the drive W_in u + b).
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Optional
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
+
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights, rate_step, unroll
 
 
 class TaskTeacherModule(pl.LightningModule):
@@ -51,10 +53,14 @@ class TaskTeacherModule(pl.LightningModule):
     def alpha(self) -> float:
         return self.hparams.alpha
 
+    @property
+    def weights(self) -> RecurrentWeights:
+        """The recurrent matrix J, shared by every trial."""
+        return RecurrentWeights(base=self.J)
+
     def step(self, x: Tensor, u: Tensor) -> Tensor:
-        """One noise-free step; x (..., N), u (..., n_in) broadcastable -> x_next (..., N)."""
-        drive = torch.tanh(x) @ self.J.T + u @ self.W_in.T + self.b
-        return (1.0 - self.alpha) * x + self.alpha * drive
+        """One noise-free step; x (B, N), u (B, n_in) -> x_next (B, N)."""
+        return rate_step(x, self.weights, self.alpha, drive=u @ self.W_in.T + self.b)
 
     def forward(self, inputs: Tensor, noise_std: Optional[float] = None, x0: Optional[Tensor] = None) -> Tensor:
         """Run on inputs (B, T, n_in); returns the states x_1..x_T (B, T, N), x_t after input u_{t-1}.
@@ -69,13 +75,7 @@ class TaskTeacherModule(pl.LightningModule):
         if sigma > 0:
             noise = sigma * torch.randn(B, T, x.shape[1], generator=self._generator(inputs.device),
                                         device=inputs.device, dtype=inputs.dtype)
-        states = []
-        for t in range(T):
-            x = (1.0 - self.alpha) * x + self.alpha * (torch.tanh(x) @ self.J.T + drive_in[:, t])
-            if noise is not None:
-                x = x + noise[:, t]
-            states.append(x)
-        return torch.stack(states, 1)
+        return unroll(self.weights, x, self.alpha, T, drive=drive_in, noise=noise)[:, 1:]
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if self._noise_gen is None or self._noise_gen.device != device:

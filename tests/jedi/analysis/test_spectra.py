@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from jedi_rnn.analysis.spectra import connectivity_eigenvalues, spectrum_summary, update_eigenvalues
-from jedi_rnn.models.rnn import RecurrentWeights
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 
 
 def _sorted(e):

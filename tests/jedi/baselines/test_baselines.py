@@ -18,7 +18,8 @@ from jedi_rnn.baselines.encoder_base import gaussian_kl
 from jedi_rnn.baselines.per_condition_rnn import PerConditionRNN
 from jedi_rnn.baselines.shared_rnn import SharedRNN
 from jedi_rnn.data.trials import TrialBatch
-from jedi_rnn.models.rnn import RateRNN, RecurrentWeights, unroll_reference
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights, unroll
+from jedi_rnn.models.rnn import RateRNN
 
 TINY = ["experiment=jedi/multifreq_demo", "data.source.trials_per_condition=5", "data.source.n_units=24",
         "data.source.duration_s=0.3", "data.source.warmup_s=0.2", "debug=fdr"]
@@ -71,8 +72,7 @@ def test_shared_rnn_prediction_ignores_the_trial_context():
     torch.testing.assert_close(pred[0], pred[1])
     # and it is the plain student run with the one shared J from x0 = atanh(y0)
     J = model.hypernet.J.detach()
-    ref = unroll_reference(RecurrentWeights(J=J.expand(2, -1, -1)), torch.atanh(data[:, 0]),
-                           torch.zeros(2, 11, 6), model.rnn.alpha)
+    ref = torch.tanh(unroll(RecurrentWeights(J=J.expand(2, -1, -1)), torch.atanh(data[:, 0]), model.rnn.alpha, 11))
     torch.testing.assert_close(pred, ref)
 
 
@@ -98,7 +98,7 @@ def test_per_condition_rnn_grouped_unroll_equals_the_per_trial_weights():
     c = F.one_hot(torch.tensor([2, 0, 2, 1, 0]), 3).float()
     with torch.no_grad():
         grouped = model.predict(c, _batch(data, [2, 0, 2, 1, 0]))
-    ref = unroll_reference(model.weights_for(c), torch.atanh(data[:, 0]), torch.zeros(5, 11, 6), model.rnn.alpha)
+    ref = torch.tanh(unroll(model.weights_for(c), torch.atanh(data[:, 0]), model.rnn.alpha, 11))
     torch.testing.assert_close(grouped, ref.detach())
 
 
@@ -119,8 +119,8 @@ def test_context_input_rnn_context_enters_as_a_constant_input():
     c = torch.tensor([[0.7, -1.2]])
     pred = model.predict(c, _batch(data, [0]))
     Wc = model.hypernet.input.weight.detach()  # (N, d)
-    ref = unroll_reference(RecurrentWeights(J=model.hypernet.J.detach()[None], bias=c @ Wc.T),
-                           torch.atanh(data[:, 0]), torch.zeros(1, 11, 6), model.rnn.alpha)
+    ref = torch.tanh(unroll(RecurrentWeights(J=model.hypernet.J.detach()[None], bias=c @ Wc.T),
+                            torch.atanh(data[:, 0]), model.rnn.alpha, 11))
     torch.testing.assert_close(pred, ref)
     zero = model.predict(torch.zeros(1, 2), _batch(data, [0]))
     assert not torch.allclose(pred, zero)

@@ -14,10 +14,11 @@ from jedi_rnn.analysis.reach_phases import analyze_reach_phases, moving_eigenval
 from jedi_rnn.data.reach_phases import SplitAtEvent
 from jedi_rnn.data.surrogate_reach import SurrogateReach
 from jedi_rnn.data.trials import TrialBatch, TrialDataModule
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 from jedi_rnn.lit_module import JediModule
 from jedi_rnn.losses import PoissonNLL
 from jedi_rnn.models.hypernet import LowRankHypernet
-from jedi_rnn.models.rnn import RateRNN, RecurrentWeights
+from jedi_rnn.models.rnn import RateRNN
 from tests.jedi.monkey.numpy_refs import bits_per_spike_numpy
 
 

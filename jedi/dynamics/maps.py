@@ -1,4 +1,5 @@
-"""Discrete-time maps over a batch of contexts, the common input of the dynamics analyses.
+"""Discrete-time maps over a batch of contexts, the common input of the fixed-point finder and the
+Lyapunov spectrum.
 
 A *map* is any callable ``F(x) -> x_next`` on a state tensor of shape (C, K, N): C contexts (e.g.
 conditions, each with its own weights or constant input), K states per context, N units. States
@@ -9,9 +10,9 @@ c. Maps may also provide analytic derivatives, used in place of autograd when pr
 - ``jac_matmul(x, Q)``: DF(x) Q for x (C, K, N), Q (C, K, N, k);
 - ``jacobian(x)``: DF(x) as (C, K, N, N).
 
-``TanhRNNMap`` is the noise-free Euler step of the tanh rate RNN (the JEDI student and teachers),
-``x -> (1 - a) x + a (W tanh x + b)``, with W = U V^T / N (low rank, never materialised in the
-step), a dense J, or either plus a shared base matrix.
+``TanhRNNMap`` is the noise-free step of the tanh rate RNN (``rate_rnn.rate_step``, the JEDI
+student and teachers), ``x -> (1 - a) x + a (W tanh x + b)``, with W = U V^T / N (low rank, never
+materialised in the step), a dense J, or either plus a shared base matrix.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from jedi_rnn.models.rnn import RecurrentWeights
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights, rate_step, rate_update
 
 Map = Callable[[Tensor], Tensor]
 
@@ -48,7 +49,7 @@ class TanhRNNMap:
         if bias is not None and bias.shape != ref.shape[:2]:
             raise ValueError(f"TanhRNNMap: bias must be (C, N) = {tuple(ref.shape[:2])}, got {tuple(bias.shape)}")
         self.alpha = float(alpha)
-        self.U, self.V, self.J, self.base, self.bias = U, V, J, base, bias
+        self.weights = RecurrentWeights(U=U, V=V, J=J, base=base, bias=bias)
 
     @classmethod
     def from_weights(cls, weights: RecurrentWeights, alpha: float) -> "TanhRNNMap":
@@ -57,28 +58,28 @@ class TanhRNNMap:
         return cls(alpha, **d)
 
     # --- structure -------------------------------------------------------------------------
+    U = property(lambda self: self.weights.U)
+    V = property(lambda self: self.weights.V)
+    J = property(lambda self: self.weights.J)
+    base = property(lambda self: self.weights.base)
+    bias = property(lambda self: self.weights.bias)
+
     @property
     def n_contexts(self) -> int:
         return (self.J if self.J is not None else self.U).shape[0]
 
     @property
     def n_units(self) -> int:
-        return (self.J if self.J is not None else self.U).shape[1]
+        return self.weights.n_units
 
     @property
     def is_pure_lowrank(self) -> bool:
         """True when W = U V^T / N exactly (no base matrix): fixed points lie in span(U) + b."""
         return self.U is not None and self.base is None
 
-    def _tensors(self):
-        return self.U, self.V, self.J, self.base, self.bias
-
-    def _apply_tensors(self, fn) -> "TanhRNNMap":
-        U, V, J, base, bias = (fn(t) if t is not None else None for t in self._tensors())
-        return TanhRNNMap(self.alpha, U=U, V=V, J=J, base=base, bias=bias)
-
     def to(self, dtype: Optional[torch.dtype] = None, device=None) -> "TanhRNNMap":
-        return self._apply_tensors(lambda t: t.to(device=device, dtype=dtype))
+        d = {k: (t.to(device=device, dtype=dtype) if t is not None else None) for k, t in self.weights._asdict().items()}
+        return TanhRNNMap(self.alpha, **d)
 
     def subset(self, idx) -> "TanhRNNMap":
         """The map restricted to contexts ``idx`` (int, slice or index tensor)."""
@@ -89,45 +90,18 @@ class TanhRNNMap:
 
     def dense(self) -> Tensor:
         """W(c) as (C, N, N) (for analyses; cheap at N <= 200)."""
-        W = self.J if self.J is not None else self.U @ self.V.transpose(1, 2) / self.n_units
-        return W + self.base if self.base is not None else W
+        return self.weights.dense()
 
     # --- the map and its derivatives ----------------------------------------------------------
-    def recurrent(self, r: Tensor) -> Tensor:
-        """W r for r (C, K, N) -> (C, K, N)."""
-        if self.J is not None:
-            out = r @ self.J.transpose(1, 2)
-        else:
-            out = (r @ self.V) @ self.U.transpose(1, 2) / self.n_units  # (C, K, R) -> (C, K, N)
-        if self.base is not None:
-            out = out + r @ self.base.T
-        return out
-
-    def recurrent_T(self, g: Tensor) -> Tensor:
-        """W^T g for g (C, K, N) -> (C, K, N)."""
-        if self.J is not None:
-            out = g @ self.J
-        else:
-            out = (g @ self.U) @ self.V.transpose(1, 2) / self.n_units
-        if self.base is not None:
-            out = out + g @ self.base
-        return out
-
     def __call__(self, x: Tensor) -> Tensor:
-        drive = self.recurrent(torch.tanh(x))
-        if self.bias is not None:
-            drive = drive + self.bias.unsqueeze(1)
-        return (1.0 - self.alpha) * x + self.alpha * drive
+        return rate_step(x, self.weights, self.alpha)
 
     def value_and_vjp(self, x: Tensor):
         """F(x) and g -> DF(x)^T g = (1-a) g + a diag(1 - tanh^2 x) W^T g, all (C, K, N)."""
         r = torch.tanh(x)
-        drive = self.recurrent(r)
-        if self.bias is not None:
-            drive = drive + self.bias.unsqueeze(1)
         d = 1.0 - r * r
         a = self.alpha
-        return (1.0 - a) * x + a * drive, lambda g: (1.0 - a) * g + a * d * self.recurrent_T(g)
+        return rate_update(x, r, self.weights, a), lambda g: (1.0 - a) * g + a * d * self.weights.apply_T(g)
 
     def jac_matmul(self, x: Tensor, Q: Tensor) -> Tensor:
         """DF(x) Q = (1-a) Q + a W diag(1 - tanh^2 x) Q for x (C, K, N), Q (C, K, N, k)."""
@@ -135,7 +109,7 @@ class TanhRNNMap:
         dQ = (1.0 - torch.tanh(x) ** 2).unsqueeze(-1) * Q
         # (C, K, N, k) -> (C, K*k, N) so W acts on every column at once
         cols = dQ.permute(0, 1, 3, 2).reshape(C, K * k, N)
-        WdQ = self.recurrent(cols).reshape(C, K, k, N).permute(0, 1, 3, 2)
+        WdQ = self.weights.apply(cols).reshape(C, K, k, N).permute(0, 1, 3, 2)
         return (1.0 - self.alpha) * Q + self.alpha * WdQ
 
     def jacobian(self, x: Tensor) -> Tensor:

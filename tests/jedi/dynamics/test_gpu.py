@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from jedi_rnn.analysis.fixed_points import FinderOptions, find_fixed_points
-from jedi_rnn.analysis.lyapunov import lyapunov_spectrum
-from jedi_rnn.analysis.maps import TanhRNNMap
+from jedi_rnn.dynamics.fixed_points import FinderOptions, find_fixed_points
+from jedi_rnn.dynamics.lyapunov import lyapunov_spectrum
+from jedi_rnn.dynamics.maps import TanhRNNMap
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

@@ -3,8 +3,8 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
-from jedi_rnn.analysis.lyapunov import lyapunov_spectrum
-from jedi_rnn.analysis.maps import TanhRNNMap
+from jedi_rnn.dynamics.lyapunov import lyapunov_spectrum
+from jedi_rnn.dynamics.maps import TanhRNNMap
 
 DT = 0.01
 

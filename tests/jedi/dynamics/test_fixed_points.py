@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from jedi_rnn.analysis.fixed_points import FinderOptions, find_fixed_points, sample_initial_states, select_unique
-from jedi_rnn.analysis.maps import TanhRNNMap, map_jacobian, map_value_and_vjp
+from jedi_rnn.dynamics.fixed_points import FinderOptions, find_fixed_points, sample_initial_states, select_unique
+from jedi_rnn.dynamics.maps import TanhRNNMap, map_jacobian, map_value_and_vjp
 
 ALPHA = 0.2
 

@@ -106,12 +106,15 @@ def test_offline_sweep_runs_three_trials_and_goes_on_past_a_failing_one(tmp_path
             "extras.print_config=false", "trainer.enable_progress_bar=false", "hparams_search=wandb_jedi",
             "wandb_sweep.method=grid", "~wandb_sweep.parameters",
             "+wandb_sweep.parameters={model.embedding_dim:{values:[2,0,4]}}", f"hydra.run.dir={sweep_dir}"]
-    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PROJECT_ROOT": str(ROOT),
-           "DATA_DIR": str(tmp_path / "data")}
+    # W&B configured but unreachable (nothing listens on the discard port): the sweep goes offline at once
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PROJECT_ROOT": str(ROOT), "DATA_DIR": str(tmp_path / "data"),
+           "WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
+    env.pop("WANDB_MODE", None)
     res = subprocess.run([sys.executable, "-m", "experiments.sweep", *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
 
+    assert "the local sampler (grid, seed 1234) stands in" in res.stderr + res.stdout
     written = OmegaConf.to_container(OmegaConf.load(sweep_dir / "sweep.yaml"))
     assert written["method"] == "grid" and written["metric"] == {"name": "val/r2", "goal": "maximize"}
     assert written["parameters"] == {"model.embedding_dim": {"values": [2, 0, 4]}}

@@ -150,27 +150,39 @@ class SessionSplit(Dataset):
 
 class SessionBatchSampler(Sampler):
     """Batches of one session each: trials shuffled within sessions and the batches of all sessions shuffled
-    together, from (seed, epoch) when ``shuffle`` (Lightning calls set_epoch); in order otherwise."""
+    together, from (seed, epoch) when ``shuffle`` (Lightning calls set_epoch); in order otherwise.
 
-    def __init__(self, session: torch.Tensor, batch_size: int, shuffle: bool, seed: int):
+    ``balance``: every session gives as many batches per epoch as the largest one (a smaller session's
+    trials are drawn in further shuffled passes), so its read-in / read-out train as often.
+    """
+
+    def __init__(self, session: torch.Tensor, batch_size: int, shuffle: bool, seed: int, balance: bool = False):
         self.session, self.batch_size, self.shuffle, self.seed, self.epoch = session, batch_size, shuffle, seed, 0
+        self.balance = balance
+        self.per_session = [math.ceil(int((session == s).sum()) / batch_size) for s in torch.unique(session)]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _passes(self, idx: torch.Tensor, gen: torch.Generator, n_batches: int) -> list[list[int]]:
+        batches: list[list[int]] = []
+        while len(batches) < n_batches:
+            order = idx[torch.randperm(len(idx), generator=gen)] if self.shuffle else idx
+            batches.extend(order[lo:lo + self.batch_size].tolist() for lo in range(0, len(order), self.batch_size))
+        return batches[:n_batches]
+
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        target = max(self.per_session)
         batches = []
-        for s in torch.unique(self.session):
+        for s, n in zip(torch.unique(self.session), self.per_session):
             idx = torch.nonzero(self.session == s).flatten()
-            if self.shuffle:
-                idx = idx[torch.randperm(len(idx), generator=gen)]
-            batches.extend(idx[lo:lo + self.batch_size].tolist() for lo in range(0, len(idx), self.batch_size))
+            batches.extend(self._passes(idx, gen, target if self.balance else n))
         order = torch.randperm(len(batches), generator=gen).tolist() if self.shuffle else range(len(batches))
         return iter([batches[b] for b in order])
 
     def __len__(self) -> int:
-        return sum(math.ceil(int((self.session == s).sum()) / self.batch_size) for s in torch.unique(self.session))
+        return max(self.per_session) * len(self.per_session) if self.balance else sum(self.per_session)
 
 
 class SessionsDataModule(pl.LightningDataModule):
@@ -180,11 +192,13 @@ class SessionsDataModule(pl.LightningDataModule):
     Args:
         source: ``SessionFiles`` (a list of files) or ``TeacherSessions`` (synthetic).
         sessions: names of the sessions to use (None: all), e.g. one session for a per-session model.
+        balance_sessions: every session gives as many training batches per epoch as the largest.
         split: fractions of each session's trials (stratified by condition) for train / val / test.
     """
 
     def __init__(self, source, batch_size: int = 64, num_workers: int = 0, seed: int = 0,
-                 split: Sequence[float] = (0.7, 0.15, 0.15), sessions: Optional[Sequence[str]] = None):
+                 split: Sequence[float] = (0.7, 0.15, 0.15), sessions: Optional[Sequence[str]] = None,
+                 balance_sessions: bool = False):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
@@ -192,6 +206,7 @@ class SessionsDataModule(pl.LightningDataModule):
             raise ValueError(f"data.split must be three non-negative fractions summing to 1, got {list(split)}")
         self.source, self.batch_size, self.num_workers, self.seed = source, batch_size, num_workers, seed
         self.split, self.keep = tuple(split), None if sessions is None else list(sessions)
+        self.balance_sessions = balance_sessions
         self.session_names: Optional[list[str]] = None
 
     def prepare_data(self) -> None:
@@ -241,7 +256,7 @@ class SessionsDataModule(pl.LightningDataModule):
                 "n_steps": self.n_steps, "n_train_trials": len(self.train_set), "dt": self.dt}
 
     def _loader(self, split: SessionSplit, shuffle: bool) -> DataLoader:
-        sampler = SessionBatchSampler(split.session, self.batch_size, shuffle, self.seed)
+        sampler = SessionBatchSampler(split.session, self.batch_size, shuffle, self.seed, balance=shuffle and self.balance_sessions)
         return DataLoader(split, batch_sampler=sampler, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 

@@ -48,6 +48,11 @@ def test_batches_hold_one_session_and_every_trial_once_per_epoch():
     assert batches == list(sampler)  # same (seed, epoch): same order
     sampler.set_epoch(1)
     assert list(sampler) != batches
+    # balanced: 3 batches of every session; the 3-trial session's batches are passes over its trials
+    balanced = list(SessionBatchSampler(session, batch_size=4, shuffle=True, seed=1, balance=True))
+    per = [[b for b in balanced if session[b[0]] == s] for s in range(3)]
+    assert [len(p) for p in per] == [3, 3, 3] and all(sorted(b) == [7, 8, 9] for b in per[1])
+    assert sorted(i for b in per[2] for i in b) == list(range(10, 20))
 
 
 def _session_file(path: Path, n_neurons: int, seed: int) -> Path:

@@ -77,9 +77,8 @@ def test_dann_runs_through_the_framework_with_its_own_stage_e_seed(compose_cfg):
     """The ladder recipe reseeds stage E with model.seed; the DANN datamodule's own seed must not clash
     with it (Lightning refuses module and datamodule hyper-parameters that disagree)."""
     from experiments.glue.run import train
-    from experiments.recipes.posedistill_ladder import TINY
 
     # a real (not fast_dev_run) fit with a logger: the hyper-parameter merge happens only then
-    cfg = compose_cfg(["experiment=posedistill/synthetic_dann_demo", "logger=csv", "model.seed=7", *TINY, *TINY_SYNTHETIC])
+    cfg = compose_cfg(["experiment=posedistill/synthetic_dann", "size=tiny", "logger=csv", "model.seed=7", *TINY_SYNTHETIC])
     metrics = train(cfg)
     assert math.isfinite(metrics["test/pa_mpjpe"])

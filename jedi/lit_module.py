@@ -131,6 +131,8 @@ class JediModule(HeldOutEvaluation):
         if stage != "fit" or self.hparams.embedding_init != "pca":
             return
         data = self.trainer.datamodule.train_set.data
+        if not isinstance(data, Tensor):  # trials on disk (jedi_rnn.data.h5trials): read them once for the PCA
+            data = data[:]
         with torch.no_grad():
             self.embeddings.table.weight.copy_(pca_embeddings(data, self.embeddings.dim, self.hparams.embedding_init_std))
 

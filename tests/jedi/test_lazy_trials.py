@@ -101,3 +101,17 @@ def test_writer_cli_writes_a_teachers_recordings(tmp_path, capsys):
     assert torch.equal(lazy.data[:], expected.data) and torch.equal(lazy.conditions, expected.conditions)
     assert lazy.condition_names == expected.condition_names and lazy.dt == expected.dt
     assert "wrote 24 trials" in capsys.readouterr().out
+
+
+def test_recordings_run_trains_from_an_hdf5_file_end_to_end(compose_cfg, tmp_path):
+    import json
+    from pathlib import Path
+
+    from experiments.glue.run import run_task, train
+
+    path = write_trialset(SyntheticTeacher(**TINY)(), tmp_path / "rec.h5")
+    cfg = compose_cfg(["data=jedi/recordings", f"data.source.path={path}", "data.batch_size=8",
+                       "model.infer.steps=2", "model.infer.val_steps=1", "trainer.max_epochs=1"])
+    run_task(train, cfg)
+    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert saved["status"] == "completed" and np.isfinite(saved["test/r2"])

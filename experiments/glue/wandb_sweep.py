@@ -47,7 +47,9 @@ class TrialLauncher:
     def __call__(self, params: dict[str, Any], run_id: str) -> dict:
         trial_dir = self.sweep_dir / str(len(self.results))
         trial_dir.mkdir(parents=True, exist_ok=True)
-        overrides = [*self.base_overrides, *(hydra_override(k, v) for k, v in params.items()),
+        swept = {k.lstrip("+") for k in params}  # the trial's value replaces a fixed one on the command line
+        base = [o for o in self.base_overrides if o.lstrip("+~").partition("=")[0] not in swept]
+        overrides = [*base, *(hydra_override(k, v) for k, v in params.items()),
                      hydra_override("hydra.run.dir", str(trial_dir))]
         if self.wandb_init is not None:
             overrides.append(f"logger.wandb.id={run_id}")

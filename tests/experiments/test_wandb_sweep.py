@@ -105,7 +105,8 @@ def test_offline_sweep_runs_three_trials_and_goes_on_past_a_failing_one(tmp_path
     args = [*TINY_JEDI, "trainer.max_epochs=1", "logger=wandb", "callbacks=none", "analyze=false", "test=false",
             "extras.print_config=false", "trainer.enable_progress_bar=false", "hparams_search=wandb_jedi",
             "wandb_sweep.method=grid", "~wandb_sweep.parameters",
-            "+wandb_sweep.parameters={model.embedding_dim:{values:[2,0,4]}}", f"hydra.run.dir={sweep_dir}"]
+            "+wandb_sweep.parameters={model.embedding_dim:{values:[2,0,4]}}", f"hydra.run.dir={sweep_dir}",
+            "model.embedding_dim=8"]  # a fixed value of a swept key gives way to each trial's
     # W&B configured but unreachable (nothing listens on the discard port): the sweep goes offline at once
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PROJECT_ROOT": str(ROOT), "DATA_DIR": str(tmp_path / "data"),
            "WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
@@ -124,7 +125,8 @@ def test_offline_sweep_runs_three_trials_and_goes_on_past_a_failing_one(tmp_path
     assert [r["status"] for r in records] == ["completed", "failed", "completed"]
     assert "model.embedding_dim must be an integer >= 1, got 0" in records[1]["error"]
     for trial, dim in zip(trials, [2, 0, 4]):
-        assert f"model.embedding_dim={dim}" in (trial / ".hydra" / "overrides.yaml").read_text()
+        overrides = (trial / ".hydra" / "overrides.yaml").read_text()
+        assert f"model.embedding_dim={dim}" in overrides and "model.embedding_dim=8" not in overrides
         (offline,) = (trial / "wandb").glob("offline-run-*")  # one offline W&B run per trial
         assert offline.name.endswith((trial / "wandb_id.txt").read_text().strip())
         run = run_contents(next(offline.glob("run-*.wandb")))

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 def infer_split_embeddings(module, trials: TrialSet, batch_size: int = 256) -> torch.Tensor:
     """Embeddings (n, d) inferred for every trial of ``trials`` with the network frozen, as the test
     pass infers them (``model.infer.steps``)."""
-    return torch.cat([module.infer_embeddings(batch, module.infer_cfg["steps"]).cpu()
+    steps = getattr(module, "infer_cfg", {}).get("steps", 0)  # encoders embed without optimising
+    return torch.cat([module.infer_embeddings(batch, steps).cpu()
                       for batch in iter_batches(trials, batch_size, module.device)])
 
 

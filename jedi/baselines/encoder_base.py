@@ -108,9 +108,14 @@ class EncoderBaseline(HeldOutEvaluation):
         return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer, total_steps=max(1, self.trainer.max_epochs))}
 
     # -- held-out trials -------------------------------------------------------------------------
-    def _evaluate(self, batch: TrialBatch) -> tuple[Tensor, Tensor]:
+    def infer_embeddings(self, batch: TrialBatch, steps: int = 0) -> Tensor:
+        """Embeddings (B, d) of held-out trials: the encoder's posterior mean (nothing to optimise)."""
         with torch.no_grad():
-            c = self.posterior_mean(batch.data)
+            return self.posterior_mean(batch.data)
+
+    def _evaluate(self, batch: TrialBatch) -> tuple[Tensor, Tensor]:
+        c = self.infer_embeddings(batch)
+        with torch.no_grad():
             return c, self.predict(c, batch)
 
     def validation_step(self, batch: TrialBatch, batch_idx: int) -> None:

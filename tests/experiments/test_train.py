@@ -132,7 +132,8 @@ def test_ddp_on_two_cpu_processes_synchronises_metrics(compose_cfg):
 def test_hypernetwork_heads_compose_and_the_experiment_reaches_them(compose_cfg, overrides, head):
     cfg = compose_cfg(["experiment=jedi/multifreq_demo", *overrides])
     assert cfg.model.hypernet._target_ == f"jedi_rnn.models.hypernet.{head}"
-    assert cfg.model.embedding_tie == "condition" and cfg.model.scheduler.final_fraction == 0.05  # set by the experiment
+    assert cfg.model.scheduler.final_fraction == 0.05  # set by the experiment
+    assert cfg.model.embedding_tie == "trial" and cfg.model.embedding_init == "pca"  # label-free, whatever the head
 
 
 def test_full_rank_ablation_runs_one_step(compose_cfg):

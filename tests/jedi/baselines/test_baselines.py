@@ -23,13 +23,9 @@ from jedi_rnn.models.rnn import RateRNN
 
 TINY = ["experiment=jedi/multifreq_demo", "data.source.trials_per_condition=5", "data.source.n_units=24",
         "data.source.duration_s=0.3", "data.source.warmup_s=0.2", "debug=fdr"]
-# the multi-frequency experiment ties JEDI's training embeddings per condition; models without an
-# embedding table do not take that key
-NO_TABLE = ["~model.embedding_tie"]
 # the VAEs have no auto-decoder: they take none of the inference settings the tiny size sets
 NO_INFER = ["~model.infer"]
-BASELINES = {"vae": NO_TABLE + NO_INFER, "rnn_vae": NO_TABLE + NO_INFER, "shared_rnn": NO_TABLE,
-             "per_condition_rnn": NO_TABLE, "context_input_rnn": []}
+BASELINES = {"vae": NO_INFER, "rnn_vae": NO_INFER, "shared_rnn": [], "per_condition_rnn": [], "context_input_rnn": []}
 PROBES = {"_target_": "jedi_rnn.analysis.probes.analyze_embedding_probes", "_partial_": True, "n_splits": 2}
 GENERALISATION = {"_target_": "jedi_rnn.analysis.generalisation.analyze_generalisation", "_partial_": True}
 

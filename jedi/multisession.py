@@ -14,6 +14,8 @@ from typing import Callable, Optional, Sequence
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from jedi_rnn.data.trials import TrialBatch
 from jedi_rnn.losses import MaskedMSE, embedding_l2
@@ -30,6 +32,8 @@ class MultiSessionJedi(pl.LightningModule):
         hypernet: partial constructor ``(embedding_dim, n_units) -> LowRankHypernet | FullRankHypernet``.
         rnn: partial constructor ``(dt) -> RateRNN``.
         latent_dim: M, the shared RNN's units.
+        optimizer: partial ``(parameter groups) -> Optimizer``; scheduler: None or a partial
+            ``(optimizer, total_steps) -> LRScheduler`` stepped every optimiser step over the run.
         infer: held-out inference: steps (test), val_steps, lr, init (centres | centres_between | mean),
             n_centres, neighbours (see jedi_rnn.models.inference_starts).
     Logs ``{val,test}/r2_<session>`` (variance-weighted R^2 on the session's held-out trials) and
@@ -41,9 +45,11 @@ class MultiSessionJedi(pl.LightningModule):
                  loss: Optional[nn.Module] = None, latent_dim: int = 32, embedding_dim: int = 8,
                  embedding_init_std: float = 0.1, embedding_l2: float = 1e-4, lr: float = 1e-3,
                  embedding_lr: float = 1e-2, shared_lr: float = 3e-2, weight_decay: float = 0.0,
-                 noise_seed: int = 0, infer: Optional[dict] = None):
+                 noise_seed: int = 0, optimizer: Callable[..., Optimizer] = torch.optim.AdamW,
+                 scheduler: Optional[Callable[..., LRScheduler]] = None, infer: Optional[dict] = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["hypernet", "rnn", "loss"])
+        self.save_hyperparameters(ignore=["hypernet", "rnn", "loss", "optimizer", "scheduler"])
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
         if len(session_names) != len(session_neurons):
             raise ValueError(f"{len(session_names)} session names for {len(session_neurons)} neuron counts")
         self.loss_fn = loss if loss is not None else MaskedMSE()
@@ -97,11 +103,16 @@ class MultiSessionJedi(pl.LightningModule):
     def configure_optimizers(self):
         shared = {"hypernet.head.bias"}
         net = [p for n, p in self.named_parameters() if not n.startswith("embeddings.") and n not in shared]
-        return torch.optim.AdamW([
+        optimizer = self.make_optimizer([
             {"params": net, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
             {"params": [self.hypernet.head.bias], "lr": self.hparams.shared_lr, "weight_decay": 0.0},
             {"params": self.embeddings.parameters(), "lr": self.hparams.embedding_lr, "weight_decay": 0.0},
         ])
+        if self.make_scheduler is None:
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.make_scheduler(optimizer, total_steps=total), "interval": "step"}}
 
     # -- held-out trials -------------------------------------------------------------------------
     def _update_starts(self) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-BENCHMARKS = ["jedi_step", "student_bptt", "fixed_points", "renderer", "adapt_step"]
+BENCHMARKS = ["jedi_step", "student_bptt", "fixed_points", "renderer", "adapt_step", "trial_scaling"]
 RESULTS = Path(__file__).with_name("results.md")
 
 

@@ -12,7 +12,6 @@ from experiments.glue.run import run_task, train
 from jedi_rnn.data.h5trials import write_trialset
 from jedi_rnn.data.sessions import SessionBatchSampler, SessionFiles, SessionsDataModule, TeacherSessions
 from jedi_rnn.data.teachers import SyntheticTeacher
-from jedi_rnn.data.trials import TrialSet
 from jedi_rnn.models.session_io import SessionReadIn, SessionReadOut
 
 TINY_TEACHER = dict(n_units=16, frequencies=[1, 2], warmup_s=0.1, duration_s=0.2, seed=2)

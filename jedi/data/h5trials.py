@@ -93,7 +93,7 @@ def write_trialset(trials: TrialSet, path: str | Path, array: str = "rates", blo
 
 def _open(path: Path) -> h5py.File:
     """Open read-only; SWMR mode (files written with libver=latest) skips the end-of-file check, so a
-    truncated copy opens and ``check_complete`` can name the trials it lost."""
+    truncated copy opens and ``chunk_offsets`` can name the trials it lost."""
     try:
         return h5py.File(path, "r", swmr=True)
     except OSError:
@@ -104,15 +104,18 @@ def _open(path: Path) -> h5py.File:
         raise ValueError(f"{path}: cannot be opened as HDF5, the file is truncated or corrupt ({err})") from err
 
 
-def check_complete(path: Path, dset: h5py.Dataset) -> None:
-    """Raise naming the file and the first trial whose chunk lies past the end of the file or was never
-    written (reading either would silently give fill values)."""
-    if dset.chunks is None or dset.chunks[0] != 1:
-        return  # not one trial per chunk: h5py reads it, a truncation surfaces as a read error
+def chunk_offsets(path: Path, dset: h5py.Dataset) -> Optional[np.ndarray]:
+    """Byte offset in the file of each trial's chunk (n,), or None when the dataset is not stored one
+    trial per chunk. Raises naming the file and the first trial whose chunk lies past the end of the
+    file or was never written (reading either would silently give fill values)."""
+    if dset.chunks is None or dset.chunks != (1, *dset.shape[1:]):
+        return None  # h5py reads it; a truncation surfaces as a read error naming the trial
     size = path.stat().st_size
+    starts = np.zeros(dset.shape[0], np.int64)
     ends = np.zeros(dset.shape[0], np.int64)  # byte end of each trial's chunk; 0 = not allocated
+
     def record(info):
-        ends[info.chunk_offset[0]] = info.byte_offset + info.size
+        starts[info.chunk_offset[0]], ends[info.chunk_offset[0]] = info.byte_offset, info.byte_offset + info.size
     dset.id.chunk_iter(record)
     bad = np.flatnonzero((ends == 0) | (ends > size))
     if len(bad):
@@ -120,24 +123,26 @@ def check_complete(path: Path, dset: h5py.Dataset) -> None:
         why = "was never written" if ends[i] == 0 else f"lies past the end of the file ({size} bytes)"
         raise ValueError(f"{path}: trial {i} of '{dset.name.lstrip('/')}' {why}; the file is truncated or "
                          f"incomplete ({len(bad)} of {dset.shape[0]} trials unreadable)")
+    return starts
 
 
 class H5TrialArray:
     """Lazy (n, T, K) float32 view of the trials array of an HDF5 recordings file.
 
     Indexing reads from disk: an int gives a (T, K) tensor, a slice / index list / tensor a (b, T, K)
-    tensor; ``take(idx)`` gives a lazy view of a subset. The file opens on first read in each process
-    (a DataLoader worker gets its own handle) and is never pickled.
+    tensor; ``take(idx)`` gives a lazy view of a subset. An unfiltered one-trial-per-chunk array is read
+    as raw bytes at its chunks' offsets (``raw_offsets``, one pread per trial); others through h5py.
+    The file opens on first read in each process (a DataLoader worker gets its own handle) and no handle
+    is pickled.
     """
 
-    def __init__(self, path: str | Path, name: str, rows: Optional[np.ndarray] = None, file_shape=None):
-        self.path, self.name = Path(path), name
-        if file_shape is None:
-            file_shape = self._dataset().shape
-        self.file_shape = tuple(file_shape)
+    def __init__(self, path: str | Path, name: str, file_shape, dtype, rows: Optional[np.ndarray] = None,
+                 raw_offsets: Optional[np.ndarray] = None):
+        self.path, self.name, self.file_shape, self.dtype = Path(path), name, tuple(file_shape), np.dtype(dtype)
         self.rows = np.arange(self.file_shape[0]) if rows is None else np.asarray(rows, np.int64)
-        self._handle: Optional[h5py.File] = None
-        self._pid: Optional[int] = None
+        self.raw_offsets = raw_offsets
+        self._nbytes = int(np.prod(self.file_shape[1:])) * self.dtype.itemsize
+        self._handle, self._pid = None, None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -148,17 +153,26 @@ class H5TrialArray:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _dataset(self) -> h5py.Dataset:
-        if getattr(self, "_handle", None) is None or self._pid != os.getpid():
-            self._handle, self._pid = _open(self.path), os.getpid()
-        return self._handle[self.name]
+    def _opened(self):
+        """This process's handle: a file descriptor (raw reads) or an h5py dataset."""
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = os.open(self.path, os.O_RDONLY) if self.raw_offsets is not None else _open(self.path)[self.name]
+            self._pid = os.getpid()
+        return self._handle
 
     def take(self, idx) -> "H5TrialArray":
-        return H5TrialArray(self.path, self.name, self.rows[np.asarray(idx, np.int64)], self.file_shape)
+        return H5TrialArray(self.path, self.name, self.file_shape, self.dtype, self.rows[np.asarray(idx, np.int64)],
+                            self.raw_offsets)
 
     def _read(self, row: int) -> np.ndarray:
         try:
-            x = self._dataset()[row]
+            if self.raw_offsets is None:
+                x = self._opened()[row]
+            else:
+                buf = os.pread(self._opened(), self._nbytes, int(self.raw_offsets[row]))
+                if len(buf) < self._nbytes:
+                    raise OSError(f"read {len(buf)} of {self._nbytes} bytes")
+                x = np.frombuffer(buf, self.dtype).reshape(self.file_shape[1:])
         except (OSError, ValueError) as err:
             raise ValueError(f"{self.path}: trial {row} of '{self.name}' cannot be read, the file is truncated "
                              f"or corrupt ({err})") from err
@@ -169,7 +183,7 @@ class H5TrialArray:
 
     def __getitem__(self, key) -> Tensor:
         if isinstance(key, (int, np.integer)) or (isinstance(key, Tensor) and key.ndim == 0):
-            return torch.from_numpy(self._read(int(self.rows[int(key)])).astype(np.float32, copy=False))
+            return torch.from_numpy(self._read(int(self.rows[int(key)])).astype(np.float32))
         rows = self.rows[key] if isinstance(key, slice) else self.rows[np.asarray(key, np.int64)]
         out = np.empty((len(rows), *self.file_shape[1:]), np.float32)
         for j, r in enumerate(rows):
@@ -177,9 +191,11 @@ class H5TrialArray:
         return torch.from_numpy(out)
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_handle"] = state["_pid"] = None
-        return state
+        return {**self.__dict__, "_handle": None, "_pid": None}
+
+    def __del__(self):
+        if isinstance(getattr(self, "_handle", None), int) and self._pid == os.getpid():
+            os.close(self._handle)
 
 
 @dataclass
@@ -242,7 +258,8 @@ def open_h5_trials(path: str | Path, array: str = "auto", dt: Optional[float] = 
         if dset.ndim != 3 or not np.issubdtype(dset.dtype, np.number):
             raise ValueError(f"{path}: array '{name}' must be numeric (trials, time, neurons), got shape "
                              f"{dset.shape} dtype {dset.dtype}")
-        check_complete(path, dset)
+        offsets = chunk_offsets(path, dset)
+        raw = offsets is not None and dset.id.get_create_plist().get_nfilters() == 0
         if "condition" not in f:
             raise KeyError(f"{path}: array 'condition' (trials,) is missing (found: {sorted(f.keys())})")
         cond = f["condition"][()]
@@ -256,11 +273,11 @@ def open_h5_trials(path: str | Path, array: str = "auto", dt: Optional[float] = 
         dt = dt if dt is not None else (float(f["dt"][()]) if "dt" in f else None)
         if dt is None:
             raise KeyError(f"{path}: array 'dt' is missing; set data.source.dt=<seconds per bin>")
-        shape = dset.shape
+        array = H5TrialArray(path, name, dset.shape, dset.dtype, raw_offsets=offsets if raw else None)
     finally:
         f.close()
-    return LazyTrialSet(H5TrialArray(path, name, file_shape=shape), torch.as_tensor(labels, dtype=torch.long), names,
-                        dt, meta={"label": f"recordings ({path.name}, {name}, on disk)"}).validate(str(path))
+    return LazyTrialSet(array, torch.as_tensor(labels, dtype=torch.long), names, dt,
+                        meta={"label": f"recordings ({path.name}, {name}, on disk)"}).validate(str(path))
 
 
 def main(argv: list[str]) -> None:

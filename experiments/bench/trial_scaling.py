@@ -27,7 +27,7 @@ SIZES = (1_000, 10_000, 100_000)
 T, K, BATCH, LATENT = 40, 24, 64, 64
 SESSION_NEURONS = (16, 20, 28, 32)  # mean 24 = K
 SESSION_TOTAL = 20_000
-WARMUP, MEASURED = 5, 40
+WARMUP, MEASURED = 5, 60
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -89,7 +89,7 @@ MULTI = ["data=jedi/sessions", "model=jedi/multisession", f"model.latent_dim={LA
 
 
 def run(repeats: int = 5) -> dict:
-    rounds = 2 if repeats > 1 else 1
+    rounds = 3 if repeats > 1 else 1
     tmp = Path(tempfile.mkdtemp(prefix="bench_trials_"))
     try:
         files = {n: write_random_file(tmp / f"trials_{n}.h5", n, K, seed=n) for n in SIZES}

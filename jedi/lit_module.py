@@ -80,7 +80,7 @@ class JediModule(HeldOutEvaluation):
         if embedding_init == "pca" and embedding_tie != "trial":
             raise ValueError("model.embedding_init=pca initialises a per-trial table: it needs model.embedding_tie=trial")
         self.infer_cfg = {"steps": 300, "val_steps": 50, "lr": 1e-2, "init": "centres_between", "n_centres": 16,
-                          "neighbours": 3, "split": "none", "fraction": 0.5, "heldout_neurons": 0.25, **(infer or {})}
+                          "neighbours": 8, "split": "none", "fraction": 0.5, "heldout_neurons": 0.25, **(infer or {})}
         if self.infer_cfg["init"] not in STARTS:
             raise ValueError(f"model.infer.init must be one of {list(STARTS)}, got {self.infer_cfg['init']!r}")
         if self.infer_cfg["split"] not in ("none", "time", "neurons"):

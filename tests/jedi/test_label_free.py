@@ -89,6 +89,7 @@ def tiny_label_free(compose_cfg):
     def build(permute: str):
         cfg = compose_cfg(["experiment=jedi/multifreq_demo", "model.embedding_tie=trial", "model.embedding_init=pca",
                            "data.source.trials_per_condition=6", "data.source.frequencies=[1,2,4,6]",
+                           "data.source.n_units=24", "data.source.duration_s=0.3", "data.source.warmup_s=0.2",
                            "data.heldout_conditions=[2Hz]", "model.infer.steps=3", "model.infer.val_steps=2"])
         pl.seed_everything(cfg.seed, workers=True)
         dm = instantiate(cfg.data)

@@ -2,7 +2,6 @@
 condition, or a condition embedding plus a per-trial offset."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 TIES = ("trial", "condition", "hierarchical")

@@ -69,8 +69,8 @@ def instantiate_loggers(cfg: Optional[DictConfig], run_dir: Path, resume_id: Opt
             offline = decide_offline(lg_cfg.get("offline"))
             id_file = run_dir / WANDB_ID_FILE
             run_id = resume_id or lg_cfg.get("id") or (id_file.read_text().strip() if id_file.exists() else None)
-            if run_id is None:
-                run_id = uuid.uuid4().hex[:8]
+            # an all-digit id given as an override (e.g. a sweep's logger.wandb.id=12345678) parses as an int
+            run_id = uuid.uuid4().hex[:8] if run_id is None else str(run_id)
             id_file.parent.mkdir(parents=True, exist_ok=True)
             id_file.write_text(run_id)
             os.environ.setdefault("WANDB_INIT_TIMEOUT", "60")

@@ -29,3 +29,17 @@ def test_offline_wandb_run_holds_config_metrics_and_figure(compose_cfg, monkeypa
     images = [f for f in run["files"] if f.startswith("media/images/") and f.endswith(".png")]
     assert images, f"no figure was logged: {run['files']}"
     assert all((offline / "files" / f).is_file() for f in images)
+
+
+def test_an_all_digit_run_id_override_is_kept_as_a_string(tmp_path, monkeypatch):
+    """`logger.wandb.id=12345678` parses as an int; the run still starts and records that id."""
+    from omegaconf import OmegaConf
+
+    from experiments.glue.logging_setup import WANDB_ID_FILE, instantiate_loggers
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = OmegaConf.create({"wandb": {"_target_": "pytorch_lightning.loggers.WandbLogger", "id": 12345678,
+                                      "save_dir": str(tmp_path), "project": "t"}})
+    (logger,) = instantiate_loggers(cfg, tmp_path, None)
+    assert (tmp_path / WANDB_ID_FILE).read_text() == "12345678"
+    assert logger._id == "12345678"

@@ -17,6 +17,7 @@ from jedi_rnn.data.trials import TrialBatch
 from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 from jedi_rnn.evaluation import TEST_SPLITS, HeldOutEvaluation, InferredEmbeddings  # noqa: F401 (re-exported)
 from jedi_rnn.losses import MaskedMSE, embedding_l2
+from jedi_rnn.optim import build_optimizer, clip_gradients
 from jedi_rnn.models.embedding_init import pca_embeddings
 from jedi_rnn.models.embeddings import ContextTable
 from jedi_rnn.models.inference_starts import STARTS, candidate_starts
@@ -44,6 +45,8 @@ class JediModule(HeldOutEvaluation):
             group carries its own rate (``lr``, ``shared_lr``, ``embedding_lr``) and weight decay.
         scheduler: None (constant rates) or a partial ``(optimizer, total_steps) -> LRScheduler``
             (``model.scheduler``), stepped once per epoch over ``trainer.max_epochs``.
+        sparse_embeddings: the table gets gradients on its batch's rows only and SparseAdam updates
+            it (``jedi_rnn.optim``): a step's cost does not grow with the number of training trials.
         embedding_init: ``random`` (N(0, embedding_init_std²)) or ``pca`` (per-trial table only: each
             training trial starts at its principal components of phase-invariant activity features,
             :func:`jedi_rnn.models.embedding_init.pca_embeddings`, scaled to embedding_init_std).
@@ -59,7 +62,7 @@ class JediModule(HeldOutEvaluation):
                  embedding_init_std: float = 0.1,
                  embedding_l2: float = 1e-4, latent_dim: Optional[int] = None, init_state: str = "data",
                  lr: float = 1e-3, embedding_lr: float = 1e-2, shared_lr: float = 3e-2, weight_decay: float = 0.0,
-                 noise_seed: int = 0, horizon: Optional[dict] = None,
+                 noise_seed: int = 0, horizon: Optional[dict] = None, sparse_embeddings: bool = False,
                  optimizer: Callable[..., Optimizer] = torch.optim.AdamW,
                  scheduler: Optional[Callable[..., LRScheduler]] = None, infer: Optional[dict] = None):
         super().__init__()
@@ -71,7 +74,8 @@ class JediModule(HeldOutEvaluation):
             raise ValueError("model.init_state=data needs one unit per neuron; use init_state=context with model.latent_dim")
         self.loss_fn = loss if loss is not None else MaskedMSE()
         self.n_units = latent_dim or n_neurons
-        self.embeddings = ContextTable(n_train_trials, n_conditions, embedding_dim, embedding_tie, embedding_init_std)
+        self.embeddings = ContextTable(n_train_trials, n_conditions, embedding_dim, embedding_tie, embedding_init_std,
+                                       sparse=sparse_embeddings)
         self.hypernet = hypernet(embedding_dim=embedding_dim, n_units=self.n_units, init_state=init_state == "context")
         self.rnn = rnn(dt=dt)
         self.readout = nn.Linear(self.n_units, n_neurons) if latent_dim is not None else None
@@ -155,7 +159,7 @@ class JediModule(HeldOutEvaluation):
 
     def parameter_groups(self) -> list[dict]:
         """Optimiser groups: network weights, the hypernetwork's shared factors, the embedding table
-        (a hook for models that swap the hypernetwork, e.g. jedi_rnn.baselines)."""
+        last (a hook for models that swap the hypernetwork, e.g. jedi_rnn.baselines)."""
         shared = {"hypernet.head.bias"}
         net = [p for n, p in self.named_parameters() if not n.startswith("embeddings.") and n not in shared]
         return [
@@ -165,10 +169,15 @@ class JediModule(HeldOutEvaluation):
         ]
 
     def configure_optimizers(self):
-        optimizer = self.make_optimizer(self.parameter_groups())
+        optimizer = build_optimizer(self.make_optimizer, self.parameter_groups(), self.hparams.sparse_embeddings)
         if self.make_scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer, total_steps=max(1, self.trainer.max_epochs))}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if not (self.hparams.sparse_embeddings and gradient_clip_val):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        clip_gradients(self.parameters(), gradient_clip_val, gradient_clip_algorithm or "norm")  # sparse table
 
     # -- held-out trials -------------------------------------------------------------------------
     def _fit_and_score_masks(self, data: Tensor) -> tuple[Tensor, Tensor]:

@@ -23,6 +23,7 @@ from jedi_rnn.metrics.r2 import VarianceWeightedR2
 from jedi_rnn.models.inference_starts import candidate_starts
 from jedi_rnn.models.rnn import RateRNN
 from jedi_rnn.models.session_io import SessionReadIn, SessionReadOut
+from jedi_rnn.optim import build_optimizer, clip_gradients
 
 
 class MultiSessionJedi(pl.LightningModule):
@@ -32,7 +33,8 @@ class MultiSessionJedi(pl.LightningModule):
         hypernet: partial constructor ``(embedding_dim, n_units) -> LowRankHypernet | FullRankHypernet``.
         rnn: partial constructor ``(dt) -> RateRNN``.
         latent_dim: M, the shared RNN's units.
-        optimizer: partial ``(parameter groups) -> Optimizer``; scheduler: None or a partial
+        optimizer: partial ``(parameter groups) -> Optimizer``; sparse_embeddings: the table on
+            SparseAdam with row-sparse gradients (``jedi_rnn.optim``); scheduler: None or a partial
             ``(optimizer, total_steps) -> LRScheduler`` stepped every optimiser step over the run.
         infer: held-out inference: steps (test), val_steps, lr, init (centres | centres_between | mean),
             n_centres, neighbours (see jedi_rnn.models.inference_starts).
@@ -45,7 +47,8 @@ class MultiSessionJedi(pl.LightningModule):
                  loss: Optional[nn.Module] = None, latent_dim: int = 32, embedding_dim: int = 8,
                  embedding_init_std: float = 0.1, embedding_l2: float = 1e-4, lr: float = 1e-3,
                  embedding_lr: float = 1e-2, shared_lr: float = 3e-2, weight_decay: float = 0.0,
-                 noise_seed: int = 0, optimizer: Callable[..., Optimizer] = torch.optim.AdamW,
+                 noise_seed: int = 0, sparse_embeddings: bool = False,
+                 optimizer: Callable[..., Optimizer] = torch.optim.AdamW,
                  scheduler: Optional[Callable[..., LRScheduler]] = None, infer: Optional[dict] = None):
         super().__init__()
         self.save_hyperparameters(ignore=["hypernet", "rnn", "loss", "optimizer", "scheduler"])
@@ -53,7 +56,8 @@ class MultiSessionJedi(pl.LightningModule):
         if len(session_names) != len(session_neurons):
             raise ValueError(f"{len(session_names)} session names for {len(session_neurons)} neuron counts")
         self.loss_fn = loss if loss is not None else MaskedMSE()
-        self.embeddings = nn.Embedding(n_train_trials, embedding_dim)  # one row per training trial, all sessions
+        # one row per training trial, all sessions
+        self.embeddings = nn.Embedding(n_train_trials, embedding_dim, sparse=sparse_embeddings)
         nn.init.normal_(self.embeddings.weight, std=embedding_init_std)
         self.hypernet = hypernet(embedding_dim=embedding_dim, n_units=latent_dim)
         self.rnn = rnn(dt=dt)
@@ -103,16 +107,21 @@ class MultiSessionJedi(pl.LightningModule):
     def configure_optimizers(self):
         shared = {"hypernet.head.bias"}
         net = [p for n, p in self.named_parameters() if not n.startswith("embeddings.") and n not in shared]
-        optimizer = self.make_optimizer([
+        optimizer = build_optimizer(self.make_optimizer, [
             {"params": net, "lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay},
             {"params": [self.hypernet.head.bias], "lr": self.hparams.shared_lr, "weight_decay": 0.0},
             {"params": self.embeddings.parameters(), "lr": self.hparams.embedding_lr, "weight_decay": 0.0},
-        ])
+        ], self.hparams.sparse_embeddings)
         if self.make_scheduler is None:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": self.make_scheduler(optimizer, total_steps=total), "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if not (self.hparams.sparse_embeddings and gradient_clip_val):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        clip_gradients(self.parameters(), gradient_clip_val, gradient_clip_algorithm or "norm")  # sparse table
 
     # -- held-out trials -------------------------------------------------------------------------
     def _update_starts(self) -> None:

@@ -5,8 +5,9 @@ Then multi-session JEDI: step time over 4 sessions of different neuron counts vs
 total trials and mean neuron count.
 
 Runs the user's path: configs composed as `data=jedi/recordings` / `data=jedi/sessions`, built by
-experiments.glue.build, trained by a Lightning Trainer; a step is the time between consecutive
-train-batch ends (data reading included).
+experiments.glue.build, trained by a Lightning Trainer, with the settings for many trials (``SCALE``);
+a step is the time between consecutive train-batch ends (one loader worker reads while the model
+trains); peak RSS is the training process's plus its loader worker's.
 """
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def _child(spec: dict) -> dict:
                          num_sanity_val_steps=0, callbacks=[StepClock()], accelerator="cpu", devices=1)
     trainer.fit(model, datamodule=dm)
     steps = np.diff(ends[WARMUP - 1:])
-    return {"step_s": float(np.median(steps)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"step_s": float(np.median(steps)), "peak_rss_mb": peak_kb / 1024,
             "n_train_trials": int(dm.dims["n_train_trials"])}
 
 
@@ -81,11 +83,13 @@ def _run_child(overrides: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# the configuration for many trials: a row-sparse table on SparseAdam (a step's cost independent of the
+# table's size) and one loader worker reading the next batch from disk while the model trains;
 # random table init: embedding_init=pca reads every training trial once (memory grows with the trials)
-JEDI = ["model=jedi/jedi_lowrank", "model.embedding_init=random", f"model.latent_dim={LATENT}", "model.init_state=context",
-        f"data.batch_size={BATCH}", "data.split=[0.9,0.05,0.05]"]
-MULTI = ["data=jedi/sessions", "model=jedi/multisession", f"model.latent_dim={LATENT}",
-         f"data.batch_size={BATCH}", "data.split=[0.9,0.05,0.05]"]
+SCALE = ["model.sparse_embeddings=true", "data.num_workers=1", f"model.latent_dim={LATENT}", f"data.batch_size={BATCH}",
+         "data.split=[0.9,0.05,0.05]"]
+JEDI = ["model=jedi/jedi_lowrank", "model.embedding_init=random", "model.init_state=context", *SCALE]
+MULTI = ["data=jedi/sessions", "model=jedi/multisession", *SCALE]
 
 
 def run(repeats: int = 5) -> dict:
@@ -102,6 +106,8 @@ def run(repeats: int = 5) -> dict:
                 runs.setdefault(f"lazy_{n}", []).append(_run_child([*JEDI, "data=jedi/recordings", f"data.source.path={path}"]))
             runs.setdefault(f"memory_{SIZES[-1]}", []).append(_run_child(
                 [*JEDI, "data=jedi/recordings", f"data.source.path={files[SIZES[-1]]}", "data.source.lazy=false"]))
+            runs.setdefault(f"dense_table_{SIZES[-1]}", []).append(_run_child(  # what the sparse table saves
+                [*JEDI, "data=jedi/recordings", f"data.source.path={files[SIZES[-1]]}", "model.sparse_embeddings=false"]))
             runs.setdefault("sessions_1", []).append(_run_child([*MULTI, f"data.source.paths=[{one}]"]))
             runs.setdefault("sessions_4", []).append(_run_child([*MULTI, f"data.source.paths=[{','.join(map(str, many))}]"]))
     finally:
@@ -111,11 +117,12 @@ def run(repeats: int = 5) -> dict:
     small, large = f"lazy_{SIZES[0]}", f"lazy_{SIZES[-1]}"
     return {
         "name": "trial_scaling", "trials": list(SIZES), "T": T, "neurons": K, "batch": BATCH, "latent": LATENT,
-        "rounds": rounds, "torch_threads": 1,
+        "rounds": rounds, "torch_threads": 1, "loader_workers": 1,
         **{f"{k}_peak_rss_mb": round(v, 1) for k, v in rss.items() if not k.startswith("sessions")},
         **{f"{k}_step_s": round(v, 4) for k, v in step.items()},
         "rss_ratio_100k_vs_1k": round(rss[large] / rss[small], 3),
         "step_ratio_100k_vs_1k": round(step[large] / step[small], 3),
+        "dense_table_step_ratio_100k_vs_1k": round(step[f"dense_table_{SIZES[-1]}"] / step[small], 3),
         "memory_rss_ratio_100k_vs_lazy_1k": round(rss[f"memory_{SIZES[-1]}"] / rss[small], 3),
         "sessions": {"total_trials": SESSION_TOTAL, "neurons": list(SESSION_NEURONS)},
         "step_ratio_4_sessions_vs_1": round(step["sessions_4"] / step["sessions_1"], 3),

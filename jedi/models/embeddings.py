@@ -14,21 +14,22 @@ class ContextTable(nn.Module):
     use their condition's row. ``tie="hierarchical"``: the condition's row plus a per-trial offset
     that starts at zero, so what a condition's trials share is learned from all of them at once and
     each trial keeps its own differences (e.g. a frequency that varies within a task).
+    ``sparse``: gradients on the batch's rows only, for SparseAdam (``jedi_rnn.optim``).
     """
 
     def __init__(self, n_trials: int, n_conditions: int, embedding_dim: int, tie: str = "trial",
-                 init_std: float = 0.1):
+                 init_std: float = 0.1, sparse: bool = False):
         super().__init__()
         if embedding_dim < 1:
             raise ValueError(f"model.embedding_dim must be >= 1, got {embedding_dim}")
         if tie not in TIES:
             raise ValueError(f"model.embedding_tie must be one of {list(TIES)}, got {tie!r}")
         self.tie = tie
-        self.table = nn.Embedding(n_trials if tie == "trial" else n_conditions, embedding_dim)
+        self.table = nn.Embedding(n_trials if tie == "trial" else n_conditions, embedding_dim, sparse=sparse)
         nn.init.normal_(self.table.weight, std=init_std)
         self.offsets = None
         if tie == "hierarchical":
-            self.offsets = nn.Embedding(n_trials, embedding_dim)
+            self.offsets = nn.Embedding(n_trials, embedding_dim, sparse=sparse)
             nn.init.zeros_(self.offsets.weight)
 
     @property

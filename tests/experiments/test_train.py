@@ -53,9 +53,10 @@ def _final_weights(cfg) -> dict:
     return load_checkpoint(ckpt)["state_dict"]
 
 
-def test_resume_from_last_ckpt_gives_the_same_final_weights(compose_cfg, tmp_path):
+@pytest.mark.parametrize("table", [[], ["model.sparse_embeddings=true"]], ids=["dense_table", "sparse_table"])
+def test_resume_from_last_ckpt_gives_the_same_final_weights(compose_cfg, tmp_path, table):
     common = [*TINY_JEDI, "callbacks=default", "~callbacks.rich_progress_bar", "trainer.deterministic=true",
-              "test=false", "analyze=false", "model.scheduler=null", "logger=wandb"]  # a 2-epoch run has its own cosine
+              "test=false", "analyze=false", "model.scheduler=null", "logger=wandb", *table]  # a 2-epoch run has its own cosine
     full = _final_weights(compose_cfg([*common, "trainer.max_epochs=4"]))
     # an interrupted run (2 of 4 epochs) resumed from its last.ckpt ...
     cfg = compose_cfg([*common, "trainer.max_epochs=2"])

@@ -17,11 +17,13 @@ from jedi_rnn.data.trials import TrialBatch
 from jedi_rnn.dynamics.rate_rnn import RecurrentWeights
 from jedi_rnn.evaluation import TEST_SPLITS, HeldOutEvaluation, InferredEmbeddings  # noqa: F401 (re-exported)
 from jedi_rnn.losses import MaskedMSE, embedding_l2
-from jedi_rnn.optim import build_optimizer, clip_gradients
 from jedi_rnn.models.embedding_init import pca_embeddings
 from jedi_rnn.models.embeddings import ContextTable
 from jedi_rnn.models.inference_starts import STARTS, candidate_starts
 from jedi_rnn.models.rnn import RateRNN
+from jedi_rnn.optim import build_optimizer, clip_gradients
+# rates held at once when scoring held-out candidates (floats; 128 MB)
+
 
 class JediModule(HeldOutEvaluation):
     """JEDI: per-trial context embeddings mapped by a hypernetwork to the student's recurrent weights.
@@ -212,7 +214,7 @@ class JediModule(HeldOutEvaluation):
         B = len(batch.index)
         candidates = self.candidate_embeddings()
         with torch.no_grad():
-            losses = torch.stack([self._per_trial_loss(cand.expand(B, -1), fit) for cand in candidates])  # (K, B)
+            losses = self.candidate_losses(candidates, fit)  # (M, B)
         c = candidates[losses.argmin(0)].clone().requires_grad_(True)
         opt = torch.optim.Adam([c], lr=self.infer_cfg["lr"])
         with torch.enable_grad():
@@ -223,10 +225,17 @@ class JediModule(HeldOutEvaluation):
                 opt.step()
         return c.detach()
 
-    def _per_trial_loss(self, c: Tensor, data: Tensor) -> Tensor:
-        """Reconstruction loss of each trial (B,) under embeddings c."""
-        raw = self._raw(c, data)
-        return torch.stack([self.loss_fn(raw[i:i + 1], data[i:i + 1]) for i in range(len(c))])
+    def candidate_losses(self, candidates: Tensor, data: Tensor) -> Tensor:
+        """Noise-free reconstruction loss of each trial of ``data`` (B, T, K) under each candidate
+        embedding (M, d): (M, B). A candidate's weights serve every trial: one weight set, B states."""
+        B, T, _ = data.shape
+        losses = []
+        for cand in candidates:
+            x0 = self.initial_state(cand.expand(B, -1), data[:, :1])  # (B, N), from the frame or the candidate
+            rates = self.rnn.rates(self.weights_for(cand[None]), x0[None], T)[0]  # (1, B, T, N) -> (B, T, N)
+            raw = rates if self.readout is None else self.readout(rates)
+            losses.append(self.loss_fn(raw, data, per_trial=True))  # (B,)
+        return torch.stack(losses)
 
     def _evaluate(self, batch: TrialBatch, steps: int) -> tuple[Tensor, Tensor, Tensor]:
         c = self.infer_embeddings(batch, steps)

@@ -1,7 +1,7 @@
 """The student's training unroll as one autograd node with a hand-written backward pass.
 
 The forward pass is ``rate_rnn.unroll`` (its rates) run without recording a graph; the backward
-loop carries g_t = dL/dx_t back through the update (g_t = (dL/dr_t + alpha W^T g_{t+1}) (1 - r_t^2)
+loop (fused multiply-adds of ``rate_rnn.StepOperator``) carries g_t = dL/dx_t back through the update (g_t = (dL/dr_t + alpha W^T g_{t+1}) (1 - r_t^2)
 + (1 - alpha) g_{t+1}), so the parameter gradients become single batched contractions over time
 (dU = alpha/N G^T (R V), dV = alpha/N R^T (G U), dJ = alpha G^T R) instead of T small accumulations.
 ``experiments/bench/student_bptt.py`` measures it against plain autograd through the same unroll.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from jedi_rnn.dynamics.rate_rnn import RecurrentWeights, unroll
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights, StepOperator, unroll
 
 
 class _RateUnroll(torch.autograd.Function):
@@ -29,22 +29,18 @@ class _RateUnroll(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_rates):
         rates, U, V, J, base = ctx.saved_tensors
-        weights = RecurrentWeights(U=U, V=V, J=J, base=base)
+        op = StepOperator(RecurrentWeights(U=U, V=V, J=J, base=base), ctx.alpha)
         alpha = ctx.alpha
         B, T, N = rates.shape
+        d = 1.0 - rates * rates  # (B, T, N): tanh'(x_t)
         # gx[:, t] = dL/dx_{t+1} for t = 0..T-2 (the states that received recurrent input)
-        gx = rates.new_zeros(B, T - 1, N)
-        g_next = rates.new_zeros(B, N)  # dL/dx_{t+1}
-        for t in range(T - 1, -1, -1):
-            r = rates[:, t]
-            dr = grad_rates[:, t]
-            if t < T - 1:  # r_t feeds x_{t+1} through alpha W r_t
-                g = (dr + alpha * weights.apply_T(g_next)) * (1.0 - r * r) + (1.0 - alpha) * g_next
-            else:
-                g = dr * (1.0 - r * r)
-            if t > 0:
-                gx[:, t - 1] = g
-            g_next = g
+        gx = rates.new_empty(B, T - 1, N)
+        g = grad_rates[:, -1:] * d[:, -1:]  # dL/dx_{T-1}, (B, 1, N)
+        for t in range(T - 2, -1, -1):
+            gx[:, t:t + 1] = g
+            # dL/dx_t = (dL/dr_t + alpha W^T g_{t+1}) tanh'(x_t) + (1 - alpha) g_{t+1}
+            g = torch.addcmul(g * (1.0 - alpha), op.add_T(grad_rates[:, t:t + 1], g), d[:, t:t + 1])
+        g_next = g.squeeze(1)  # dL/dx_0
         R = rates[:, :-1]  # (B, T-1, N): r_t that drove x_{t+1}
         gU = gV = gJ = gbase = gbias = None
         if J is not None and ctx.needs_input_grad[3]:

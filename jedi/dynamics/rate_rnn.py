@@ -94,18 +94,71 @@ def rate_step(x: Tensor, weights: RecurrentWeights, alpha: float, drive: Optiona
     return rate_update(x, torch.tanh(x), weights, alpha, drive)
 
 
+class StepOperator:
+    """alpha W and alpha W^T of one set of weights as fused multiply-adds on rows (B, K, N), for
+    unrolls: the factors are scaled and laid out once, so the recurrent term of a step is one or two
+    batched matmul-adds (``torch.baddbmm``) instead of a chain of small ops (a step is dominated by
+    per-op overhead at the student's sizes)."""
+
+    def __init__(self, weights: RecurrentWeights, alpha: float):
+        w = weights
+        self.lowrank = w.U is not None and w.U.shape[-1] > 0
+        if self.lowrank:
+            scale = alpha / w.U.shape[-2]
+            self.U, self.V = w.U, w.V
+            self.Ut, self.Vt = scale * w.U.transpose(-1, -2), scale * w.V.transpose(-1, -2)  # (B, R, N)
+        self.J = alpha * w.J if w.J is not None else None  # (B, N, N)
+        self.base = alpha * w.base if w.base is not None else None  # (N, N)
+
+    def add(self, out: Tensor, r: Tensor) -> Tensor:
+        """out + alpha W r for rows r and out (B, K, N)."""
+        if self.lowrank:
+            out = torch.baddbmm(out, torch.bmm(r, self.V), self.Ut)  # (B, K, R) -> (B, K, N)
+        if self.J is not None:
+            out = torch.baddbmm(out, r, self.J.transpose(1, 2))
+        if self.base is not None:
+            out = out + r @ self.base.T
+        return out
+
+    def add_T(self, out: Tensor, g: Tensor) -> Tensor:
+        """out + alpha W^T g for rows g and out (B, K, N)."""
+        if self.lowrank:
+            out = torch.baddbmm(out, torch.bmm(g, self.U), self.Vt)
+        if self.J is not None:
+            out = torch.baddbmm(out, g, self.J)
+        if self.base is not None:
+            out = out + g @ self.base
+        return out
+
+
 def unroll(weights: RecurrentWeights, x0: Tensor, alpha: float, n_steps: int, drive: Optional[Tensor] = None,
            noise: Optional[Tensor] = None, rates: bool = False) -> Tensor:
     """States x_0..x_{n_steps} from x0 (B, N) or (B, K, N), stacked on dim -2: (B, n_steps + 1, N)
     or (B, K, n_steps + 1, N); with ``rates`` the rates tanh(x_0)..tanh(x_{n_steps}) instead.
     ``drive`` and ``noise`` hold one entry per step on that dim (step t uses ``drive[..., t, :]`` and
-    then adds ``noise[..., t, :]``). Plain autograd; each step's tanh is computed once."""
-    x, r = x0, torch.tanh(x0)
+    then adds ``noise[..., t, :]``). Plain autograd; the update of ``rate_update`` (plus the noise),
+    computed as (1 - alpha) x + [alpha (b + u_t) + noise_t] + alpha W r with each step's tanh once."""
+    op = StepOperator(weights, alpha)
+    per_trial = x0.dim() == 2
+    x = x0.unsqueeze(1) if per_trial else x0  # (B, K, N)
+    # what a step adds besides (1 - alpha) x and alpha W r: alpha (b + u_t) + noise_t
+    per_step = None
+    if drive is not None:
+        per_step = alpha * drive
+    if noise is not None:
+        per_step = noise if per_step is None else per_step + noise
+    if per_step is not None and per_trial:
+        per_step = per_step.unsqueeze(1)  # (B, T, N) -> (B, 1, T, N)
+    const = alpha * weights.bias.unsqueeze(1) if weights.bias is not None else None  # (B, 1, N)
+    if per_step is not None and const is not None:
+        per_step = per_step + const.unsqueeze(2)
+    r = torch.tanh(x)
     out = [r if rates else x]
     for t in range(n_steps):
-        x = rate_update(x, r, weights, alpha, drive[..., t, :] if drive is not None else None)
-        if noise is not None:
-            x = x + noise[..., t, :]
+        offset = per_step[:, :, t] if per_step is not None else const
+        x = (1.0 - alpha) * x if offset is None else torch.add(offset, x, alpha=1.0 - alpha)
+        x = op.add(x, r)
         r = torch.tanh(x)
         out.append(r if rates else x)
-    return torch.stack(out, -2)
+    traj = torch.stack(out, -2)  # (B, K, n_steps + 1, N)
+    return traj.squeeze(1) if per_trial else traj

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from jedi_rnn.dynamics.bptt import bptt_unroll
-from jedi_rnn.dynamics.rate_rnn import RecurrentWeights, rate_step
+from jedi_rnn.dynamics.rate_rnn import RecurrentWeights, rate_step, unroll
 
 
 class RateRNN(nn.Module):
@@ -47,6 +47,11 @@ class RateRNN(nn.Module):
         else:
             noise = x0.new_zeros(B, n_steps - 1, N)
         return bptt_unroll(weights, x0, noise, self.alpha)
+
+    def rates(self, weights: RecurrentWeights, x0: Tensor, n_steps: int) -> Tensor:
+        """Noise-free rates (B, K, n_steps, N) from x0 (B, K, N): K trials share each of the B weight
+        sets (held-out candidates); plain autograd, for scoring without a gradient."""
+        return unroll(weights, x0, self.alpha, n_steps - 1, rates=True)
 
     def step(self, weights: RecurrentWeights, x: Tensor) -> Tensor:
         """One noise-free step x_t -> x_{t+1} (B, N); differentiable by ordinary autograd."""

@@ -136,9 +136,7 @@ class JediModule(HeldOutEvaluation):
         activity, before Lightning restores a checkpoint (a resumed run keeps its trained table)."""
         if stage != "fit" or self.hparams.embedding_init != "pca":
             return
-        data = self.trainer.datamodule.train_set.data
-        if not isinstance(data, Tensor):  # trials on disk (jedi_rnn.data.h5trials): read them once for the PCA
-            data = data[:]
+        data = self.trainer.datamodule.train_set.data  # a tensor, or trials on disk read a block at a time
         with torch.no_grad():
             self.embeddings.table.weight.copy_(pca_embeddings(data, self.embeddings.dim, self.hparams.embedding_init_std))
 

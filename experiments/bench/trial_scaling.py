@@ -85,10 +85,10 @@ def _run_child(overrides: list[str]) -> dict:
 
 # the configuration for many trials: a row-sparse table on SparseAdam (a step's cost independent of the
 # table's size) and one loader worker reading the next batch from disk while the model trains;
-# random table init: embedding_init=pca reads every training trial once (memory grows with the trials)
+# the default table initialisation (embedding_init=pca) reads the trials a block at a time
 SCALE = ["model.sparse_embeddings=true", "data.num_workers=1", f"model.latent_dim={LATENT}", f"data.batch_size={BATCH}",
          "data.split=[0.9,0.05,0.05]"]
-JEDI = ["model=jedi/jedi_lowrank", "model.embedding_init=random", "model.init_state=context", *SCALE]
+JEDI = ["model=jedi/jedi_lowrank", "model.init_state=context", *SCALE]
 MULTI = ["data=jedi/sessions", "model=jedi/multisession", *SCALE]
 
 

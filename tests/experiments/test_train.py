@@ -86,6 +86,22 @@ CLI_TINY = [*TINY_JEDI, "trainer.max_epochs=1", "logger=none", "callbacks=none",
             "extras.print_config=false", "trainer.enable_progress_bar=false"]
 
 
+def test_runs_started_in_the_same_second_get_their_own_dirs():
+    # one run per seed launched together must not share a dir: the second would resume the first
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    dirs = []
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for seed in (1, 2):
+            cfg = compose(config_name="train", overrides=[f"seed={seed}", "paths.log_dir=/logs", "task_name=t"],
+                          return_hydra_config=True)
+            dirs.append(OmegaConf.select(cfg, "hydra.run.dir"))
+    GlobalHydra.instance().clear()
+    assert dirs[0] != dirs[1] and all(d.startswith("/logs/t/runs/") for d in dirs)
+
+
 def test_multirun_gives_one_output_dir_per_job(tmp_path):
     res = _cli(["-m", *CLI_TINY, "model.embedding_dim=2,4"], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]

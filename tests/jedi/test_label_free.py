@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from jedi_rnn.models.embedding_init import lagged_covariance_features, pca_embeddings
+from jedi_rnn.models.embedding_init import frame_axes, lagged_covariance_features, pca_embeddings
 from jedi_rnn.models.inference_starts import candidate_starts, kmeans_centres, segment_points
 
 
@@ -82,6 +82,34 @@ def test_pca_embeddings_separate_frequencies_and_scale_the_first_component_to_th
     assert (labels[dist.argmin(1)] == labels).all()
     torch.testing.assert_close(pca_embeddings(data, 8, 0.1), emb)  # deterministic
 
+
+
+class _CountingTrials:
+    """A lazy trial array that records the largest number of trials read at once."""
+
+    def __init__(self, data: torch.Tensor):
+        self.data, self.shape, self.largest_read = data, data.shape, 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: slice) -> torch.Tensor:
+        out = self.data[key]
+        self.largest_read = max(self.largest_read, len(out))
+        return out
+
+
+def test_pca_embeddings_read_trials_a_block_at_a_time_and_match_the_svd_of_all_frames():
+    data, _ = _sine_trials([1.0, 3.0, 5.0], n_per=9)
+    lazy = _CountingTrials(data)
+    emb = pca_embeddings(lazy, embedding_dim=4, std=0.1, block=5)
+    assert lazy.largest_read == 5  # memory bounded by the block, not by the number of trials
+    torch.testing.assert_close(emb, pca_embeddings(data, 4, 0.1, block=len(data)))
+    # the frames' axes from accumulated covariances are those of an SVD of every frame at once
+    frames = data.double().reshape(-1, data.shape[2])
+    _, _, Vt = torch.linalg.svd(frames - frames.mean(0), full_matrices=False)
+    _, axes = frame_axes(data, n_components=3, block=4)
+    torch.testing.assert_close((axes @ Vt[:3].T).abs(), torch.eye(3, dtype=torch.float64), atol=1e-8, rtol=0)
 
 @pytest.fixture
 def tiny_label_free(compose_cfg):

@@ -155,8 +155,7 @@ class MultiSessionJedi(pl.LightningModule):
         return c.detach()
 
     def _per_trial_loss(self, c: Tensor, data: Tensor, session: int) -> Tensor:
-        raw = self._raw(c, data, session)
-        return torch.stack([self.loss_fn(raw[i:i + 1], data[i:i + 1]) for i in range(len(c))])
+        return self.loss_fn(self._raw(c, data, session), data, per_trial=True)
 
     def _evaluate(self, batch: TrialBatch, steps: int, metrics: nn.ModuleList) -> Tensor:
         s = self.session_of(batch)

@@ -22,7 +22,6 @@ from jedi_rnn.models.embeddings import ContextTable
 from jedi_rnn.models.inference_starts import STARTS, candidate_starts
 from jedi_rnn.models.rnn import RateRNN
 from jedi_rnn.optim import build_optimizer, clip_gradients
-# rates held at once when scoring held-out candidates (floats; 128 MB)
 
 
 class JediModule(HeldOutEvaluation):

@@ -55,8 +55,9 @@ def build_optimizer(make_optimizer, groups: list[dict], sparse_table: bool) -> O
     if not sparse_table:
         return make_optimizer(groups)
     *network, table = groups
-    if table.pop("weight_decay", 0.0):
+    if table.get("weight_decay", 0.0):
         raise ValueError("model.sparse_embeddings: SparseAdam has no weight decay; the table's must be 0")
+    table = {k: v for k, v in table.items() if k != "weight_decay"}  # the caller's group stays as it was
     return TableOptimizer(make_optimizer(network), SparseAdam([table]))
 
 

@@ -1,9 +1,10 @@
 """The student's training unroll as one autograd node with a hand-written backward pass.
 
 The forward pass is ``rate_rnn.unroll`` (its rates) run without recording a graph; the backward
-loop (fused multiply-adds of ``rate_rnn.StepOperator``) carries g_t = dL/dx_t back through the update (g_t = (dL/dr_t + alpha W^T g_{t+1}) (1 - r_t^2)
-+ (1 - alpha) g_{t+1}), so the parameter gradients become single batched contractions over time
-(dU = alpha/N G^T (R V), dV = alpha/N R^T (G U), dJ = alpha G^T R) instead of T small accumulations.
+loop (fused multiply-adds of ``rate_rnn.StepOperator``) carries g_t = dL/dx_t back through the
+update (g_t = (dL/dr_t + alpha W^T g_{t+1}) (1 - r_t^2) + (1 - alpha) g_{t+1}), so the parameter
+gradients become single batched contractions over time (dU = alpha/N G^T (R V), dV = alpha/N R^T
+(G U), dJ = alpha G^T R) instead of T small accumulations.
 ``experiments/bench/student_bptt.py`` measures it against plain autograd through the same unroll.
 """
 from __future__ import annotations

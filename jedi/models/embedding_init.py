@@ -85,9 +85,10 @@ def pca_embeddings(data, embedding_dim: int, std: float, n_components: int = 8, 
     k = min(embedding_dim, n, len(total))
     # not standardised: covariances share units, and noise features stay small
     f_mean, f_axes = _leading_axes(second, total, n, k)
-    scores = torch.cat([(_lag_covariances(x, mean, axes, max_lag) - f_mean) @ f_axes.T for x in _blocks(data, block)])
     out = torch.zeros(n, embedding_dim, dtype=torch.float64)
-    out[:, :k] = scores / scores[:, 0].std().clamp_min(1e-12) * std
+    for lo, x in zip(range(0, n, block), _blocks(data, block)):
+        out[lo:lo + len(x), :k] = (_lag_covariances(x, mean, axes, max_lag) - f_mean) @ f_axes.T
+    out[:, :k] = out[:, :k] / out[:, 0].std().clamp_min(1e-12) * std
     # the sign of a principal axis is arbitrary: fix it so the largest-magnitude entry is positive
     sign = torch.sign(out[out.abs().argmax(0), torch.arange(embedding_dim)])  # (d,)
     return (out * torch.where(sign == 0, 1.0, sign)).float()

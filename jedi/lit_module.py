@@ -21,10 +21,10 @@ from jedi_rnn.models.embedding_init import pca_embeddings
 from jedi_rnn.models.embeddings import ContextTable
 from jedi_rnn.models.inference_starts import STARTS, candidate_starts
 from jedi_rnn.models.rnn import RateRNN
-from jedi_rnn.optim import build_optimizer, clip_gradients
+from jedi_rnn.optim import SparseTableClipping, build_optimizer
 
 
-class JediModule(HeldOutEvaluation):
+class JediModule(SparseTableClipping, HeldOutEvaluation):
     """JEDI: per-trial context embeddings mapped by a hypernetwork to the student's recurrent weights.
 
     Args (the first five are late sizes from the datamodule's ``dims``):
@@ -172,11 +172,6 @@ class JediModule(HeldOutEvaluation):
         if self.make_scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer, total_steps=max(1, self.trainer.max_epochs))}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        if not (self.hparams.sparse_embeddings and gradient_clip_val):
-            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        clip_gradients(self.parameters(), gradient_clip_val, gradient_clip_algorithm or "norm")  # sparse table
 
     # -- held-out trials -------------------------------------------------------------------------
     def _fit_and_score_masks(self, data: Tensor) -> tuple[Tensor, Tensor]:

@@ -23,10 +23,10 @@ from jedi_rnn.metrics.r2 import VarianceWeightedR2
 from jedi_rnn.models.inference_starts import candidate_starts
 from jedi_rnn.models.rnn import RateRNN
 from jedi_rnn.models.session_io import SessionReadIn, SessionReadOut
-from jedi_rnn.optim import build_optimizer, clip_gradients
+from jedi_rnn.optim import SparseTableClipping, build_optimizer
 
 
-class MultiSessionJedi(pl.LightningModule):
+class MultiSessionJedi(SparseTableClipping, pl.LightningModule):
     """JEDI with per-session read-in / read-out around the shared hypernetwork and latent RNN.
 
     Args (the first five are late sizes from ``SessionsDataModule.dims``):
@@ -117,11 +117,6 @@ class MultiSessionJedi(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": self.make_scheduler(optimizer, total_steps=total), "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        if not (self.hparams.sparse_embeddings and gradient_clip_val):
-            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        clip_gradients(self.parameters(), gradient_clip_val, gradient_clip_algorithm or "norm")  # sparse table
 
     # -- held-out trials -------------------------------------------------------------------------
     def _update_starts(self) -> None:

@@ -78,3 +78,13 @@ def clip_gradients(params, clip_val: float, algorithm: str = "norm") -> None:
     coef = torch.clamp(clip_val / (total + 1e-6), max=1.0)
     for v in values:
         v.mul_(coef)
+
+
+class SparseTableClipping:
+    """LightningModule mixin: the trainer's gradient clipping, by :func:`clip_gradients` when the
+    module's table has sparse gradients (``hparams.sparse_embeddings``), by Lightning's otherwise."""
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if not (self.hparams.sparse_embeddings and gradient_clip_val):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        clip_gradients(self.parameters(), gradient_clip_val, gradient_clip_algorithm or "norm")

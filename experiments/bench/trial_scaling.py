@@ -7,7 +7,7 @@ total trials and mean neuron count.
 Runs the user's path: configs composed as `data=jedi/recordings` / `data=jedi/sessions`, built by
 experiments.glue.build, trained by a Lightning Trainer, with the settings for many trials (``SCALE``);
 a step is the time between consecutive train-batch ends (one loader worker reads while the model
-trains). Memory is the peak, sampled every 50 ms from outside, of the training process's RSS plus
+trains). Memory is the peak, sampled every 0.25 s from outside, of the training process's RSS plus
 its loader worker's private pages (/proc/<pid>/smaps_rollup): the forked worker shares most of its
 pages with its parent, and summed RSS would count those twice (proportional set size would instead
 depend on what else runs: it splits the torch library's pages with every other process mapping them).
@@ -33,6 +33,7 @@ T, K, BATCH, LATENT = 40, 24, 64, 64
 SESSION_NEURONS = (16, 20, 28, 32)  # mean 24 = K
 SESSION_TOTAL = 20_000
 WARMUP, MEASURED = 5, 60
+SAMPLE_S = 0.25  # memory sampling period: reading a worker's private pages costs the sampler ~10 ms
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -78,14 +79,24 @@ def _child(spec: dict) -> dict:
             "n_train_trials": int(dm.dims["n_train_trials"])}
 
 
-def _memory_kb(pid: int) -> dict[str, int]:
-    """Rss and private (clean + dirty) pages of a live process in kB (empty once it has exited)."""
+def _rss_kb(pid: int) -> int:
+    """Resident set size of a live process in kB (0 once it has exited); cheap, no page walk."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _private_kb(pid: int) -> int:
+    """Pages of a live process that no other process maps (Private_Clean + Private_Dirty of
+    /proc/<pid>/smaps_rollup), in kB; 0 once it has exited. The kernel walks the page tables for it
+    (about 10 ms for a worker of a 600 MB trainer), hence the benchmark's sampling period."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
-            fields = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f if ":" in line[:20])}
-    except (OSError, ValueError):
-        return {}
-    return {"rss": fields.get("Rss", 0), "private": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
+            return sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:")))
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _process_tree(root: int) -> list[int]:
@@ -112,8 +123,8 @@ def _run_child(overrides: list[str]) -> dict:
         peak_kb = 0
         while child.poll() is None:
             trainer, *workers = _process_tree(child.pid)
-            peak_kb = max(peak_kb, _memory_kb(trainer).get("rss", 0) + sum(_memory_kb(w).get("private", 0) for w in workers))
-            time.sleep(0.05)
+            peak_kb = max(peak_kb, _rss_kb(trainer) + sum(_private_kb(w) for w in workers))
+            time.sleep(SAMPLE_S)
         out.seek(0), err.seek(0)
         if child.returncode != 0:
             raise RuntimeError(f"benchmark child {overrides} failed:\n{err.read()[-3000:]}")

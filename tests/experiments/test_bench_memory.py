@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from experiments.bench.trial_scaling import _memory_kb, _process_tree
+from experiments.bench.trial_scaling import _private_kb, _process_tree, _rss_kb
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="reads Linux /proc")
 
@@ -34,13 +34,12 @@ def test_a_forked_worker_counts_only_its_private_pages():
         assert proc.stdout.readline().strip() == "ready"
         parent, *workers = _process_tree(proc.pid)
         assert parent == proc.pid and len(workers) == 1
-        trainer, worker = _memory_kb(parent), _memory_kb(workers[0])
-        assert trainer["rss"] > 200 * MB
-        assert worker["rss"] > 200 * MB  # the inherited buffer is in the worker's RSS too ...
-        assert 50 * MB <= worker["private"] < 80 * MB  # ... but only its own 50 MB are private to it
+        assert _rss_kb(parent) > 200 * MB
+        assert _rss_kb(workers[0]) > 200 * MB  # the inherited buffer is in the worker's RSS too ...
+        assert 50 * MB <= _private_kb(workers[0]) < 80 * MB  # ... but only its own 50 MB are private to it
     finally:
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         proc.kill()
         proc.wait()
-    assert _memory_kb(proc.pid) == {}  # an exited process reads as empty, not as an error
+    assert _rss_kb(proc.pid) == _private_kb(proc.pid) == 0  # an exited process reads as 0, not as an error

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
 from posedistill.data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, h36m_clips
@@ -228,6 +229,49 @@ class TargetClipDataModule(_StyledDataModule, _PoolDataModule):
         self.train_set = ClipDataset(target_pool(h.n_clips, h.clip_len, h.seed, "train", **kw))
         self.val_set = ClipDataset(target_pool(h.val_clips, h.clip_len, h.seed, "val", **kw))
         self.test_set = ClipDataset(target_pool(h.test_clips, h.clip_len, h.seed, "test", **kw))
+
+
+class PairedClipDataModule(TargetClipDataModule):
+    """Target clips (as :class:`TargetClipDataModule`, same arguments) whose training batches are paired
+    with side pools, for stage E's anchors and the DANN baseline: ``source``, a datamodule of labelled
+    source frames (:class:`SourceImageDataModule`), and/or ``unpaired``, one of unpaired 3D poses
+    (:class:`PoseSequenceDataModule`). Each training batch is a dict ``{"target": ClipBatch,
+    "source": ImageBatch, "unpaired": PoseBatch}`` (only the pools given). An epoch is one pass over the
+    target clips (each side loader, shuffled each epoch, is cut to that length), so no trainer limit is
+    needed: one would also reach the cached stages A-D and retrain them. Val/test are the labelled
+    target clips."""
+
+    def __init__(self, source: pl.LightningDataModule | None = None, unpaired: pl.LightningDataModule | None = None,
+                 **target_kwargs):
+        super().__init__(**target_kwargs)
+        if source is None and unpaired is None:
+            raise ValueError("PairedClipDataModule: give data.source and/or data.unpaired "
+                             "(else use posedistill.data.TargetClipDataModule)")
+        # the side datamodules are not hyper-parameters; the run logs the whole resolved config
+        self.save_hyperparameters(ignore=["source", "unpaired", "cache"], logger=False)
+        self.sides = {name: dm for name, dm in (("source", source), ("unpaired", unpaired)) if dm is not None}
+
+    def prepare_data(self) -> None:
+        for dm in self.sides.values():
+            dm.prepare_data()
+        super().prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        for dm in self.sides.values():
+            dm.setup(stage)
+        super().setup(stage)
+
+    def train_dataloader(self):
+        loaders = {name: dm.train_dataloader() for name, dm in self.sides.items()}
+        return CombinedLoader({"target": super().train_dataloader(), **loaders}, mode="min_size")
+
+
+def split_paired(batch) -> tuple[ClipBatch, ImageBatch | None, PoseBatch | None]:
+    """A stage-E training batch as (target clips, labelled source batch or None, unpaired poses or
+    None): a ``ClipBatch``, or a :class:`PairedClipDataModule` dict."""
+    if isinstance(batch, ClipBatch):
+        return batch, None, None
+    return batch["target"], batch.get("source"), batch.get("unpaired")
 
 
 class H36MSequenceDataModule(PoseSequenceDataModule):

@@ -75,8 +75,9 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from posedistill.data import ClipBatch, ImageBatch
+from posedistill.data import ImageBatch, PoseBatch, split_paired
 from posedistill.losses.contrastive import info_nce, pose_invariant_augment
+from posedistill.losses.distribution import random_directions, sliced_wasserstein
 from posedistill.losses.relations import relation_energy, slow_backward_pair
 from posedistill.metrics import pose_spread
 from posedistill.models.heads import ProjectionHead
@@ -84,16 +85,12 @@ from posedistill.stages import UpstreamMixin, freeze, require_upstream
 from posedistill.stages.pose_eval import PoseEvalModule
 
 ENERGIES = ("lcr", "hcr", "flip", "flip_backward", "slow_backward")
-# terms that are not the paper's energies but take part in the round robin: the labelled-source anchor
-ANCHORS = ("source",)
-# the code's learning rates (real data): contrastive 2e-5, non-local 1e-5; the anchor [decision]: 2e-5
-CODE_LR = {"lcr": 2e-5, "hcr": 2e-5, "flip": 1e-5, "flip_backward": 1e-5, "slow_backward": 1e-5, "source": 2e-5}
-
-
-def target_clips(batch) -> ClipBatch:
-    """The target clips of a training batch: a ``ClipBatch``, or the second item of a
-    ``(ImageBatch, ClipBatch)`` pair from ``SourceTargetDataModule`` (the ``source`` anchor)."""
-    return batch if hasattr(batch, "images") else batch[1]
+# terms that are not the paper's energies but take part in the round robin: the labelled-source and
+# the unpaired-pose anchors
+ANCHORS = ("source", "pose_distribution")
+# the code's learning rates (real data): contrastive 2e-5, non-local 1e-5; the anchors [decision]: 2e-5
+CODE_LR = {"lcr": 2e-5, "hcr": 2e-5, "flip": 1e-5, "flip_backward": 1e-5, "slow_backward": 1e-5, "source": 2e-5,
+           "pose_distribution": 2e-5}
 
 
 class PrefixFeatures(dict):
@@ -101,12 +98,14 @@ class PrefixFeatures(dict):
     ``raw`` (B, T_raw, C', H', W') for the raw frames, ``flipped`` (B, seq_len, C', H', W') for the first
     ``seq_len`` frames flipped, ``view`` for the first ``hcr_windows·seq_len`` frames (``seq_len``
     without HCR) pose-invariantly augmented and, with a labelled source batch, ``source`` (N, 1, C', H', W')
-    for its images (their poses: ``source_poses`` (N, J, 3))."""
+    for its images (their poses: ``source_poses`` (N, J, 3)); with unpaired 3D poses, ``unpaired_poses``
+    (M, J, 3)."""
 
-    def __init__(self, make: Mapping[str, Callable[[], torch.Tensor]], source_poses: torch.Tensor | None = None):
+    def __init__(self, make: Mapping[str, Callable[[], torch.Tensor]], source_poses: torch.Tensor | None = None,
+                 unpaired_poses: torch.Tensor | None = None):
         super().__init__()
         self._make = make
-        self.source_poses = source_poses
+        self.source_poses, self.unpaired_poses = source_poses, unpaired_poses
 
     def __missing__(self, key: str) -> torch.Tensor:
         if key not in self._make:
@@ -124,6 +123,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         self,
         upstream: Mapping[str, nn.Module],
         energies: Sequence[str] = ENERGIES,
+        anchors: Sequence[str] = (),
         trainable: Sequence[str] | str = ("block3",),
         lr: Mapping[str, float] | None = None,
         temperature: float = 0.07,
@@ -133,6 +133,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         adapt_norm_stats: bool = False,
         flip_stop_grad: bool = False,
         project_codes: bool = False,
+        distribution_directions: int = 64,
         head_hidden: Sequence[int] = (512, 256),
         head_dim: int = 128,
         seq_len: int = 30,
@@ -147,10 +148,11 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         require_upstream(upstream, ("prior", "motion", "relations", "source"), "AdaptStage")
         self.save_hyperparameters(ignore=["upstream", "optimizer"])
         self.make_optimizer = optimizer
-        unknown = [e for e in energies if e not in ENERGIES + ANCHORS]
-        if unknown:
-            raise ValueError(f"model.energies: unknown {unknown}; expected a subset of {list(ENERGIES + ANCHORS)}")
-        self.energies = list(energies)
+        for key, given, known in (("energies", energies, ENERGIES), ("anchors", anchors, ANCHORS)):
+            unknown = [e for e in given if e not in known]
+            if unknown:
+                raise ValueError(f"model.{key}: unknown {unknown}; expected a subset of {list(known)}")
+        self.energies = [*energies, *anchors]  # the round robin: the paper's energies, then the anchors
         if not 1 <= lcr_frames <= seq_len:
             raise ValueError(f"model.lcr_frames must be in [1, seq_len={seq_len}], got {lcr_frames}")
         if hcr_windows not in (1, 2):
@@ -185,7 +187,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
     def adapt_norm_stats(self, loader) -> int:
         """Re-estimate G's BatchNorm statistics on the first ``seq_len`` frames of every target clip of
         ``loader`` (AdaBN); returns the number of frames."""
-        frames = (target_clips(batch).images[:, : self.hparams.seq_len].flatten(0, 1).to(self.device) for batch in loader)
+        frames = (split_paired(batch)[0].images[:, : self.hparams.seq_len].flatten(0, 1).to(self.device) for batch in loader)
         return self.encoder.adapt_norm_stats(frames)
 
     def on_train_start(self) -> None:
@@ -200,10 +202,11 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         return pose_invariant_augment(images, self._gen, **self.augment_kw)
 
     def prefix_features(self, raw: torch.Tensor, energies: Sequence[str] | None = None,
-                        source: ImageBatch | None = None) -> PrefixFeatures:
+                        source: ImageBatch | None = None, unpaired: PoseBatch | None = None) -> PrefixFeatures:
         """The frozen leading blocks of G on the frames that ``energies`` (default: the active ones)
         need (see :class:`PrefixFeatures`); ``raw`` keeps ``2·seq_len`` frames only for slow-backward;
-        ``source``: the round's labelled source batch (the ``source`` anchor)."""
+        ``source``: the round's labelled source batch (the ``source`` anchor); ``unpaired``: its
+        unpaired 3D poses (the ``pose_distribution`` anchor)."""
         length = self.hparams.seq_len
         k = self.encoder.frozen_prefix_len()
         active = self.energies if energies is None else energies
@@ -221,7 +224,8 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
                 "view": lambda: prefix(self._view(raw[:, :n_view]))}
         if source is not None:  # (N, C, H, W) → (N, 1, C', H', W')
             make["source"] = lambda: prefix(source.images[:, None])
-        return PrefixFeatures(make, None if source is None else source.poses)
+        return PrefixFeatures(make, None if source is None else source.poses,
+                              None if unpaired is None else unpaired.poses.flatten(0, -3))  # (M, J, 3)
 
     def _encode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefix features (B, T, C', H', W') through the rest of G → (first FC feature (B, T, F), z (B, T, D))."""
@@ -287,11 +291,22 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         """The labelled-source anchor (not one of the paper's energies): stage D's loss
         mean |D_p(G(x^s)) − y^s| (mm) on the round's source batch; no target label enters."""
         if pre.source_poses is None:
-            raise ValueError("model.energies has 'source' but the batch has no labelled source images: use the "
-                             "data module posedistill.stages.baselines.SourceTargetDataModule "
-                             "(experiment posedistill/synthetic_adapt_source_anchor)")
+            raise ValueError("model.anchors has 'source' but the batch has no labelled source images: use the "
+                             "data module posedistill.data.PairedClipDataModule with data.source")
         z = self._encode(pre["source"])[1].flatten(0, 1)  # (N, D)
         return (self.prior.decode(z) - pre.source_poses).abs().mean()
+
+    def energy_pose_distribution(self, pre: PrefixFeatures) -> torch.Tensor:
+        """The unpaired-pose anchor (not one of the paper's energies): the sliced Wasserstein distance
+        (mm) between G's poses D_p(G(x)) on the round's target frames and the round's unpaired 3D poses,
+        along ``distribution_directions`` random directions; no target label enters."""
+        if pre.unpaired_poses is None:
+            raise ValueError("model.anchors has 'pose_distribution' but the batch has no unpaired poses: use the "
+                             "data module posedistill.data.PairedClipDataModule with data.unpaired")
+        z = self._encode(pre["raw"][:, : self.hparams.seq_len])[1].flatten(0, 1)  # (B·T, D)
+        poses = self.prior.decode(z)  # (B·T, J, 3)
+        directions = random_directions(poses[0].numel(), self.hparams.distribution_directions, self._gen)
+        return sliced_wasserstein(poses, pre.unpaired_poses, directions.to(poses.device))
 
     def energy(self, name: str, batch: torch.Tensor | PrefixFeatures) -> torch.Tensor:
         """One energy on raw clips (B, T_raw, C, H, W) or on their :meth:`prefix_features`."""
@@ -316,8 +331,8 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
             return None
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]
-        source = None if hasattr(batch, "images") else batch[0]
-        pre = self.prefix_features(target_clips(batch).images, source=source)
+        target, source, unpaired = split_paired(batch)
+        pre = self.prefix_features(target.images, source=source, unpaired=unpaired)
         losses = []
         for name, opt in zip(self.energies, opts):
             loss = self.energy(name, pre)

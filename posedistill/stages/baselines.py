@@ -6,7 +6,8 @@
   where G^s is flip-consistent (the most consistent ``keep_fraction`` of each batch), fitted on a
   pose-invariant augmented view.
 - :class:`DANNStage`: source supervision plus feature-adversarial alignment (gradient reversal on
-  the first FC feature), on ``(ImageBatch, ClipBatch)`` pairs from :class:`SourceTargetDataModule`.
+  the first FC feature), on ``{"source": ImageBatch, "target": ClipBatch}`` batches from
+  :class:`~posedistill.data.PairedClipDataModule`.
 - :class:`OracleStage`: supervised on the target clips' ground-truth poses (an upper bound).
 Upstream: ``prior`` (decode), ``source`` (encoder).
 """
@@ -16,13 +17,11 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import CombinedLoader
 from torch import nn
 from torch.optim import Optimizer
 
-from posedistill.data import TargetClipDataModule
+from posedistill.data import split_paired
 from posedistill.losses.adversarial import domain_loss, grad_reverse
 from posedistill.losses.contrastive import pose_invariant_augment
 from posedistill.models.heads import DomainClassifier
@@ -88,6 +87,7 @@ class PseudoLabelStage(_FinetuneStage):
         self.augment_kw = dict(augment or {})
 
     def loss(self, batch) -> torch.Tensor:
+        batch = split_paired(batch)[0]
         frames = batch.images[:, : self.seq_len].flatten(0, 1)  # (B·T, C, H, W)
         with torch.no_grad():
             label = self.prior.decode(self.teacher(frames))
@@ -117,6 +117,7 @@ class OracleStage(_FinetuneStage):
         self.save_hyperparameters(ignore=["upstream", "optimizer"])
 
     def loss(self, batch) -> torch.Tensor:
+        batch = split_paired(batch)[0]
         frames = batch.images[:, : self.seq_len].flatten(0, 1)
         poses = batch.poses[:, : self.seq_len].flatten(0, 1)
         return (self.predict_pose(frames) - poses).abs().mean()
@@ -124,7 +125,7 @@ class OracleStage(_FinetuneStage):
 
 class DANNStage(_FinetuneStage):
     """Source L1 through the frozen decoder + a domain classifier on the first FC feature behind
-    a gradient-reversal layer (weight ``adv_weight``); batches are (ImageBatch, ClipBatch)."""
+    a gradient-reversal layer (weight ``adv_weight``); batches are ``{"source": ImageBatch, "target": ClipBatch}``."""
 
     def __init__(
         self,
@@ -145,7 +146,10 @@ class DANNStage(_FinetuneStage):
         self.domain = DomainClassifier(self.encoder.fc_latent.in_features, classifier_hidden)
 
     def loss(self, batch) -> torch.Tensor:
-        source, target = batch
+        target, source, _ = split_paired(batch)
+        if source is None:
+            raise ValueError("DANNStage needs labelled source frames in each batch: use the data module "
+                             "posedistill.data.PairedClipDataModule with data.source")
         t_frames = target.images[:, : self.seq_len]
         idx = torch.randint(0, t_frames.shape[1], (self.hparams.frames_per_clip,), generator=self._gen)
         t_frames = t_frames[:, idx.to(t_frames.device)].flatten(0, 1)  # (B·k, C, H, W)
@@ -157,28 +161,3 @@ class DANNStage(_FinetuneStage):
         self.log("train/domain_loss", adv)
         self.log("train/source_l1", sup)
         return sup + adv
-
-
-class SourceTargetDataModule(TargetClipDataModule):
-    """Target clips (as :class:`~posedistill.data.TargetClipDataModule`, same arguments) whose
-    training batches are paired with a source-image datamodule's: each batch is
-    ``(ImageBatch, ClipBatch)``. An epoch is one pass over the target clips, as in stage E (the source
-    loader, shuffled each epoch, is cut to that length), so no trainer limit is needed: one would
-    also reach the cached stages A-D and retrain them. Val/test are the labelled target clips."""
-
-    def __init__(self, source: pl.LightningDataModule, **target_kwargs: Any):
-        super().__init__(**target_kwargs)
-        # the source datamodule is not a hyper-parameter; the run logs the whole resolved config
-        self.save_hyperparameters(ignore=["source", "cache"], logger=False)
-        self.source = source
-
-    def prepare_data(self) -> None:
-        self.source.prepare_data()
-        super().prepare_data()
-
-    def setup(self, stage: str | None = None) -> None:
-        self.source.setup(stage)
-        super().setup(stage)
-
-    def train_dataloader(self):
-        return CombinedLoader([self.source.train_dataloader(), super().train_dataloader()], mode="min_size")

@@ -136,9 +136,11 @@ def test_energies_are_finite_and_validated(upstream):
 def test_end_to_end_fdr_through_the_framework(compose_cfg):
     from experiments.glue.run import train
 
-    cfg = compose_cfg(["experiment=posedistill/synthetic_adapt_demo", "debug=fdr", *TINY_SYNTHETIC])
+    cfg = compose_cfg(["experiment=posedistill/synthetic_adapt_demo", "debug=fdr", *TINY_SYNTHETIC,
+                       "stages.source.data.batch_size=8"])
+    assert list(cfg.model.anchors) == ["source", "pose_distribution"]  # the synthetic full method
     metrics = train(cfg)
-    for key in ("test/mpjpe", "test/pa_mpjpe", "test/n_mpjpe", "test/pck", "test/auc", "test/pose_spread_ratio",
+    for key in ("train/source", "train/pose_distribution", "test/mpjpe", "test/pa_mpjpe", "test/n_mpjpe", "test/pck", "test/auc", "test/pose_spread_ratio",
                 "analysis/domain_gap/source_poses_source_style_pa_mpjpe"):
         assert math.isfinite(metrics[key]), key
     assert 0.0 <= metrics["test/pck"] <= 100.0
@@ -257,39 +259,69 @@ def test_training_logs_the_label_free_pose_spread_of_the_round(upstream):
     assert model.trainer.callback_metrics["train/pose_spread_mm"].item() == pytest.approx(expected, rel=1e-4)
 
 
-class _SourceTargetPairs(Dataset):
-    """(ImageBatch, ClipBatch) items, as SourceTargetDataModule's combined loader yields them."""
+class _PairedItems(Dataset):
+    """``{"target": ClipBatch, <side>: batch}`` items, as PairedClipDataModule's combined loader yields them."""
 
-    def __init__(self, source, target):
-        self.source, self.target = source, target
+    def __init__(self, target, **sides):
+        self.target, self.sides = target, sides
 
     def __len__(self):
         return len(self.target.images)
 
     def __getitem__(self, i):
-        return type(self.source)(*(x[i] for x in self.source)), type(self.target)(*(x[i] for x in self.target))
+        return {name: type(b)(*(x[i] for x in b)) for name, b in {"target": self.target, **self.sides}.items()}
 
 
 def test_source_anchor_is_the_source_l1_on_the_rounds_labelled_source_batch(upstream):
-    """energies with ``source``: a round-robin term mean |D_p(G(x^s)) − y^s| on the source half of an
-    (ImageBatch, ClipBatch) batch, with its own Adam over the trainable block; it needs source images."""
+    """energies with ``source``: a round-robin term mean |D_p(G(x^s)) − y^s| on the source part of a
+    paired batch, with its own Adam over the trainable block; it needs source images."""
     from tests.posedistill.conftest import image_batch
 
-    model = AdaptStage(upstream, energies=["flip", "source"], lr={"flip": 0.0, "source": 1e-2})
+    model = AdaptStage(upstream, energies=["flip"], anchors=["source"], lr={"flip": 0.0, "source": 1e-2})
     src, tgt = image_batch(4), clip_batch(2)
     pre = model.prefix_features(tgt.images, source=src)
     with torch.no_grad():
         expected = (model.predict_pose(src.images) - src.poses).abs().mean()
         torch.testing.assert_close(model.energy("source", pre), expected)
     block = _snapshot(model.encoder.blocks["block3"])
-    loader = DataLoader(_SourceTargetPairs(image_batch(4), clip_batch(4)), batch_size=2)
+    loader = DataLoader(_PairedItems(clip_batch(4), source=image_batch(4)), batch_size=2)
     trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     trainer.fit(model, train_dataloaders=loader)  # one round: flip (lr 0), then source
     assert any(not torch.equal(v, block[k]) for k, v in model.encoder.blocks["block3"].state_dict().items())
     assert "train/source" in trainer.callback_metrics
-    with pytest.raises(ValueError, match="SourceTargetDataModule"):
+    with pytest.raises(ValueError, match="data.source"):
         model.energy("source", model.prefix_features(tgt.images))
+
+
+def test_pose_distribution_anchor_is_the_sliced_wasserstein_to_the_rounds_unpaired_poses(upstream):
+    """energies with ``pose_distribution``: the sliced Wasserstein distance between D_p(G(x)) on the
+    round's target frames and the round's unpaired poses, along directions from the stage's seeded
+    generator; its own Adam moves the trainable block; it needs unpaired poses."""
+    from posedistill.data import PoseBatch
+    from posedistill.losses.distribution import random_directions, sliced_wasserstein
+
+    g = torch.Generator().manual_seed(1)
+    unpaired = PoseBatch(100 * torch.randn(8, 17, 3, generator=g), torch.zeros(8, dtype=torch.long))
+    model = AdaptStage(upstream, energies=[], anchors=["pose_distribution"], lr={"pose_distribution": 1e-2},
+                       distribution_directions=16)
+    tgt = clip_batch(2)
+    pre = model.prefix_features(tgt.images, unpaired=unpaired)
+    same_draws = torch.Generator()
+    same_draws.set_state(model._gen.get_state())
+    with torch.no_grad():
+        poses = model.predict_pose(tgt.images[:, : model.hparams.seq_len].flatten(0, 1))
+        expected = sliced_wasserstein(poses, unpaired.poses, random_directions(51, 16, same_draws))
+        torch.testing.assert_close(model.energy("pose_distribution", pre), expected)
+    block = _snapshot(model.encoder.blocks["block3"])
+    loader = DataLoader(_PairedItems(clip_batch(4), unpaired=unpaired), batch_size=2)
+    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(model, train_dataloaders=loader)
+    assert any(not torch.equal(v, block[k]) for k, v in model.encoder.blocks["block3"].state_dict().items())
+    assert "train/pose_distribution" in trainer.callback_metrics
+    with pytest.raises(ValueError, match="data.unpaired"):
+        model.energy("pose_distribution", model.prefix_features(tgt.images))
 
 
 def test_project_codes_compares_the_prior_projection_of_gs_codes(upstream):
@@ -310,13 +342,3 @@ def test_project_codes_compares_the_prior_projection_of_gs_codes(upstream):
     frames = raw[0, :4]
     with torch.no_grad():
         torch.testing.assert_close(model.predict_pose(frames), upstream["source"].predict_pose(frames))
-
-
-def test_source_anchor_experiment_runs_through_the_framework(compose_cfg):
-    from experiments.glue.run import train
-
-    cfg = compose_cfg(["experiment=posedistill/synthetic_adapt_source_anchor", "debug=fdr", *TINY_SYNTHETIC,
-                       "stages.source.data.batch_size=8"])
-    assert list(cfg.model.energies)[-1] == "source"
-    metrics = train(cfg)
-    assert math.isfinite(metrics["test/pa_mpjpe"]) and math.isfinite(metrics["train/source"])

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from experiments.glue.cache import DiskCache
-from posedistill.data import ClipBatch, ImageBatch, SourceImageDataModule
+from posedistill.data import ClipBatch, ImageBatch, PairedClipDataModule, PoseBatch, PoseSequenceDataModule, SourceImageDataModule
 from posedistill.losses.adversarial import domain_loss
-from posedistill.stages.baselines import DANNStage, OracleStage, PseudoLabelStage, SourceTargetDataModule
+from posedistill.stages.baselines import DANNStage, OracleStage, PseudoLabelStage
 from tests.posedistill.conftest import TINY_SYNTHETIC, clip_batch, image_batch
 
 NO_AUG = {"brightness": [1.0, 1.0], "channel_gain": 0.0, "noise_std": 0.0}
@@ -38,7 +38,10 @@ def test_dann_reverses_the_domain_gradient_into_the_encoder(upstream):
     model = DANNStage(upstream, adv_weight=lam, frames_per_clip=2)
     source, target = image_batch(4), clip_batch(2, 30)
     state = model._gen.get_state()
-    model.loss((source, target)).backward()
+    with pytest.raises(ValueError, match="data.source"):
+        model.loss(target)  # target clips alone: DANN needs the labelled source part of a paired batch
+    model._gen.set_state(state)
+    model.loss({"source": source, "target": target}).backward()
     got = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     model.zero_grad()
     # independent: encoder gets ∇(sup − λ·domain), the classifier ∇domain
@@ -58,19 +61,24 @@ def test_dann_reverses_the_domain_gradient_into_the_encoder(upstream):
         torch.testing.assert_close(got[names[id(p)]], g, rtol=1e-4, atol=1e-6)
 
 
-def test_source_target_batches_are_paired(tmp_path):
+def test_paired_clip_batches_carry_the_side_pools(tmp_path):
     source = SourceImageDataModule(n_frames=16, val_clips=1, test_clips=1, batch_size=4, cache=DiskCache(tmp_path))
-    dm = SourceTargetDataModule(source=source, n_clips=4, val_clips=1, test_clips=1, batch_size=2, cache=DiskCache(tmp_path))
+    unpaired = PoseSequenceDataModule(n_clips=2, val_clips=1, item="pose", batch_size=5, cache=DiskCache(tmp_path))
+    dm = PairedClipDataModule(source=source, unpaired=unpaired, n_clips=4, val_clips=1, test_clips=1, batch_size=2,
+                              cache=DiskCache(tmp_path))
     dm.prepare_data()
     dm.setup("fit")
     loader = dm.train_dataloader()
     iter(loader)
     batches = list(loader)
     assert len(batches) == 2  # one epoch = one pass over the target clips (4 / 2), not the 4 source batches
-    (src, tgt), _, _ = batches[0]
-    assert isinstance(src, ImageBatch) and isinstance(tgt, ClipBatch)
-    assert src.images.shape == (4, 3, 64, 64) and tgt.images.shape == (2, 60, 3, 64, 64)
-    assert "source" not in dm.hparams
+    batch, _, _ = batches[0]
+    assert isinstance(batch["source"], ImageBatch) and isinstance(batch["target"], ClipBatch)
+    assert isinstance(batch["unpaired"], PoseBatch) and batch["unpaired"].poses.shape == (5, 17, 3)
+    assert batch["source"].images.shape == (4, 3, 64, 64) and batch["target"].images.shape == (2, 60, 3, 64, 64)
+    assert "source" not in dm.hparams and "unpaired" not in dm.hparams
+    with pytest.raises(ValueError, match="data.source and/or data.unpaired"):
+        PairedClipDataModule(n_clips=4, cache=DiskCache(tmp_path))
 
 
 def test_dann_runs_through_the_framework_with_its_own_stage_e_seed(compose_cfg):

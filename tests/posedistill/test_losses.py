@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from posedistill.losses.adversarial import domain_loss, grad_reverse
+from posedistill.losses.distribution import random_directions, sliced_wasserstein
 from posedistill.losses.contrastive import info_nce, pose_invariant_augment, random_appearance
 from posedistill.losses.relations import flip_backward_clip, relation_energy, slow_backward_pair
 
@@ -142,3 +143,21 @@ def test_crop_jitter_shifts_a_dot_within_the_range():
     assert shift.abs().max() > 1.0  # it does move
     same = pose_invariant_augment(img, torch.Generator().manual_seed(0), translate=0.0, scale=0.0, **kw)
     assert torch.equal(same, img)
+
+
+def test_sliced_wasserstein_closed_forms():
+    """Along directions θ: a set against itself 0; against its translate by c, sqrt(mean (c·θ)²); one
+    pose (the set's mean) for every frame against the set, sqrt(mean var(x·θ)) (the collapse it counters)."""
+    g = torch.Generator().manual_seed(0)
+    x = 50 * torch.randn(400, 17, 3, generator=g, dtype=torch.float64)
+    c = 10 * torch.randn(17, 3, generator=g, dtype=torch.float64)
+    theta = random_directions(51, 32, g).double()
+    torch.testing.assert_close(theta.norm(dim=0), torch.ones(32, dtype=torch.float64))
+    assert sliced_wasserstein(x, x, theta).item() == pytest.approx(0.0, abs=1e-9)
+    shift = (c.flatten() @ theta).square().mean().sqrt()
+    torch.testing.assert_close(sliced_wasserstein(x + c, x, theta), shift)
+    collapsed = x.mean(0, keepdim=True).expand(100, -1, -1)
+    spread = (x.flatten(1) @ theta).var(0, unbiased=False).mean().sqrt()
+    torch.testing.assert_close(sliced_wasserstein(collapsed, x, theta), spread)
+    with pytest.raises(ValueError, match="pose shapes differ"):
+        sliced_wasserstein(x, x[:, :16], theta)

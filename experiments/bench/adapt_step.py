@@ -13,9 +13,10 @@ default (synthetic-benchmark) sizes with untrained weights; timing does not depe
 - ``round_synthetic_s``: the same batch with the synthetic experiments' stage E settings
   (``configs/model/posedistill/adapt_synthetic.yaml``: 4 LCR anchor frames per clip, both HCR
   windows, the stronger positive augmentations), which the demo and the ladder run.
-- ``round_anchored_s``: ``round_synthetic_s``'s batch plus the labelled-source anchor (``energies`` +
-  ``source``: a step of the source L1 on ``SOURCE_BATCH`` source images), as
-  ``experiment=posedistill/synthetic_adapt_source_anchor`` runs it.
+- ``round_anchored_s``: the synthetic full method as ``experiment=posedistill/synthetic_adapt`` runs it:
+  ``round_synthetic_s``'s batch and settings, the anchors of ``adapt_synthetic.yaml`` (a step of the
+  source L1 on ``SOURCE_BATCH`` source images, a step of the pose-distribution distance to
+  ``UNPAIRED_BATCH`` unpaired poses) and the experiment's trainable parts (``model.trainable``).
 Target: ``round_s``, ``round_synthetic_s`` and ``round_anchored_s <= 1.5`` on 2 CPU cores.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from experiments.bench.timing import median_time
-from posedistill.data import ImageBatch
+from posedistill.data import ImageBatch, PoseBatch
 from posedistill.data.transforms import flip_images
 from posedistill.losses.contrastive import info_nce, pose_invariant_augment
 from posedistill.losses.relations import flip_backward_clip, relation_energy, slow_backward_pair
@@ -38,7 +39,10 @@ from posedistill.stages.source import SourceStage
 
 N_CLIPS, RAW_FRAMES, SIZE = 8, 60, 64
 SOURCE_BATCH = 128  # configs/data/posedistill/source.yaml batch_size
-SYNTHETIC_CONFIG = Path(__file__).resolve().parents[2] / "configs/model/posedistill/adapt_synthetic.yaml"
+UNPAIRED_BATCH = 256  # configs/data/posedistill/sequences.yaml batch_size (stage A's pool)
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SYNTHETIC_CONFIG = CONFIGS / "model/posedistill/adapt_synthetic.yaml"
+SYNTHETIC_EXPERIMENT = CONFIGS / "experiment/posedistill/synthetic_adapt.yaml"
 SYNTHETIC_KEYS = ("lcr_frames", "hcr_windows", "augment")
 
 
@@ -46,6 +50,13 @@ def synthetic_settings() -> dict:
     """The stage E settings of the synthetic experiments that change the cost of a batch."""
     cfg = OmegaConf.to_container(OmegaConf.load(SYNTHETIC_CONFIG))
     return {k: cfg[k] for k in SYNTHETIC_KEYS}
+
+
+def synthetic_full_method() -> dict:
+    """The synthetic full method's anchors and trainable parts (its model config and experiment)."""
+    anchors = OmegaConf.load(SYNTHETIC_CONFIG).anchors
+    trainable = OmegaConf.load(SYNTHETIC_EXPERIMENT).model.trainable
+    return {"anchors": list(anchors), "trainable": list(trainable), **synthetic_settings()}
 
 
 def build_adapt(trainable=("block3",), **settings) -> AdaptStage:
@@ -87,14 +98,15 @@ def _step(opt: torch.optim.Optimizer, loss_fn):
     return step
 
 
-def round_time(model: AdaptStage, raw: torch.Tensor, repeats: int, source: ImageBatch | None = None) -> tuple[float, list]:
-    """Median seconds of one AdaptStage training batch on raw clips (and a source batch for the
-    ``source`` anchor); and the energies' optimisers."""
+def round_time(model: AdaptStage, raw: torch.Tensor, repeats: int, source: ImageBatch | None = None,
+               unpaired: PoseBatch | None = None) -> tuple[float, list]:
+    """Median seconds of one AdaptStage training batch on raw clips (and the anchors' source batch and
+    unpaired poses); and the energies' optimisers."""
     names = model.energies
     opts = [torch.optim.Adam(model.energy_params(e), lr=1e-5) for e in names]
 
     def round_():
-        pre = model.prefix_features(raw, source=source)
+        pre = model.prefix_features(raw, source=source, unpaired=unpaired)
         for name, opt in zip(names, opts):
             _step(opt, lambda: model.energy(name, pre))()
 
@@ -107,8 +119,8 @@ def run(repeats: int = 5) -> dict:
     g = torch.Generator().manual_seed(1)
     source = ImageBatch(torch.rand(SOURCE_BATCH, 3, SIZE, SIZE, generator=g),
                         100 * torch.randn(SOURCE_BATCH, 17, 3, generator=g), torch.zeros(SOURCE_BATCH, dtype=torch.long))
-    anchored_model = build_adapt(energies=[*ENERGIES, "source"], **synthetic_settings()).train()
-    anchored, _ = round_time(anchored_model, raw, repeats, source)
+    unpaired = PoseBatch(100 * torch.randn(UNPAIRED_BATCH, 17, 3, generator=g), torch.zeros(UNPAIRED_BATCH, dtype=torch.long))
+    anchored, _ = round_time(build_adapt(**synthetic_full_method()).train(), raw, repeats, source, unpaired)
     model = build_adapt().train()
     ours, opts = round_time(model, raw, repeats)
     gen = torch.Generator().manual_seed(0)

@@ -19,7 +19,7 @@ def test_ladder_recipe_runs_every_row_and_trains_the_shared_stages_once(tmp_path
     assert all(r["status"] == "completed" for r in table), [(r["method"], r["status"]) for r in table]
     assert all(math.isfinite(float(r["pa_mpjpe"])) for r in table)
     checks = (out / "checks.md").read_text()
-    assert "full PA-MPJPE ≤ 0.6 × source-only" in checks and "n/a" not in checks
+    assert "full PA-MPJPE ≤ 0.85 × source-only" in checks and "n/a" not in checks
     assert (out / "figures" / "pa_mpjpe.png").is_file() and (out / "figures" / "skeletons.png").is_file()
     # stages A-C once for every row; G^s once per normalisation (GroupNorm rows, BatchNorm rows)
     stages = tmp_path / "cache" / "stages"

@@ -69,58 +69,71 @@ def test_baselines_table_and_checks_from_metrics_files(tmp_path):
     assert summary.rows[0][summary.header.index("R2 held-out conditions")] == pytest.approx(0.8)
 
 
-def _ladder_results(tmp_path: Path, pa_by_row: dict[str, list[float]]) -> list:
-    """Ladder results read back from metrics.json files: test PA-MPJPE per seed (MPJPE 2 x PA-MPJPE)."""
+def _ladder_results(tmp_path: Path, pa_by_row: dict[str, list[float]], spread: dict[str, float] | None = None) -> list:
+    """Ladder results read back from metrics.json files: test PA-MPJPE per seed (MPJPE 2 x PA-MPJPE) and
+    pose spread ratio (default 0.8)."""
     metrics, plan = {}, []
     for row in ladder.rows():
         values = pa_by_row.get(row.name, [150.0, 150.0])
         names = [f"{ladder.slug(row.name)}/seed_{i}" for i in range(len(values))]
-        metrics.update({n: {"status": "completed", "test/pa_mpjpe": v, "test/mpjpe": 2 * v} for n, v in zip(names, values)})
+        ratio = (spread or {}).get(row.name, 0.8)
+        metrics.update({n: {"status": "completed", "test/pa_mpjpe": v, "test/mpjpe": 2 * v, "test/pose_spread_ratio": ratio}
+                        for n, v in zip(names, values)})
         plan.append((row, names))
     runs = report.collect(_write_runs(tmp_path, metrics), tmp_path)
     return [(row, [runs[n] for n in names]) for row, names in plan]
 
 
 def test_ladder_table_reports_seed_means_sd_and_ratio(tmp_path):
-    names = [r.name for r in ladder.rows()]
-    results = _ladder_results(tmp_path, {names[0]: [170.0, 170.0, 170.0], names[4]: [160.0, 162.0, 167.0]})
+    results = _ladder_results(tmp_path, {ladder.SOURCE: [170.0, 170.0, 170.0], ladder.FULL: [160.0, 162.0, 167.0]})
     ladder.write_tables(results, tmp_path)
     with open(tmp_path / "ladder.csv") as f:
         table = {r["method"]: r for r in csv.DictReader(f)}
-    full = table[names[4]]
+    full = table[ladder.FULL]
     assert float(full["pa_mpjpe"]) == pytest.approx(163.0)
     assert float(full["mpjpe"]) == pytest.approx(326.0)
     # sample sd of (160, 162, 167): sqrt((9 + 1 + 16) / 2)
     assert float(full["pa_mpjpe sd over seeds"]) == pytest.approx((26 / 2) ** 0.5)
     assert full["seeds"] == "3" and full["status"] == "completed"
     assert float(full["PA-MPJPE / source-only"]) == pytest.approx(163.0 / 170.0)
-    assert float(table[names[0]]["pa_mpjpe sd over seeds"]) == 0.0
+    assert float(table[ladder.SOURCE]["pa_mpjpe sd over seeds"]) == 0.0
     assert "| 163.0 |" in (tmp_path / "ladder.md").read_text()
 
 
 def test_ladder_checks_compare_seed_means_and_state_the_spread(tmp_path):
-    names = [r.name for r in ladder.rows()]
-    # source 170 → contrastive 164 → flip 162 → flip-backward 163 (worse) → full 100 (≤ 0.6 × 170 = 102)
-    results = _ladder_results(tmp_path, {names[0]: [170.0, 170.0], names[1]: [163.0, 165.0], names[2]: [161.0, 163.0],
-                                         names[3]: [162.0, 164.0], names[4]: [99.0, 101.0], names[5]: [171.0, 169.0]})
-    ladder.write_checks(results, tmp_path)
+    rungs = [r.name for r in ladder.rows() if r.ladder]
+    assert rungs[0] == ladder.SOURCE and rungs[-1] == ladder.FULL and ladder.CONTRASTIVE in rungs
+    # source 170 → anchors 166 → contrastive 164 → flip 162 (within the spread) → flip-backward 163 (worse)
+    # → full 120 (≤ 0.75 × 170 = 127.5 at paper size)
+    pa = dict(zip(rungs, ([170.0, 170.0], [165.0, 167.0], [163.0, 165.0], [161.0, 163.0], [162.0, 164.0],
+                          [119.0, 121.0])))
+    results = _ladder_results(tmp_path, {**pa, ladder.PSEUDO_LABEL: [171.0, 169.0], ladder.DANN: [119.0, 119.0]},
+                              spread={ladder.FULL: 0.65})
+    ladder.write_checks(results, tmp_path, size="paper")
     lines = (tmp_path / "checks.md").read_text().splitlines()
     row = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
-    assert row["full PA-MPJPE ≤ 0.6 × source-only"].endswith("PASS |")
-    assert row[f"'{names[1]}' improves on '{names[0]}'"].endswith("PASS |")
-    assert row[f"'{names[3]}' improves on '{names[2]}'"].endswith("FAIL |")
-    # the gain against the combined sd: contrastive (163, 165) sd √2, flip (161, 163) sd √2 → 2.0 mm
-    assert "gain +2.0 mm, seed sd 2.0 mm" in row[f"'{names[2]}' improves on '{names[1]}'"]
-    assert row[f"full beats '{names[5]}'"].endswith("PASS |")
+    assert row["full PA-MPJPE ≤ 0.75 × source-only"].endswith("PASS |")
+    assert row["full pose spread ratio ≥ 0.7"].endswith("| 0.65 | FAIL |")
+    assert row[f"'{rungs[1]}' improves on '{rungs[0]}'"].endswith("PASS |")
+    assert row[f"'{rungs[4]}' improves on '{rungs[3]}'"].endswith("FAIL |")
+    # the gain against the combined sd: contrastive (163, 165) sd √2, flip (161, 163) sd √2 → 2.0 mm: not beyond it
+    flip = row[f"'{rungs[3]}' improves on '{rungs[2]}'"]
+    assert "gain +2.0 mm, seed sd 2.0 mm" in flip and flip.endswith("FAIL |")
+    assert row[f"full beats '{ladder.PSEUDO_LABEL}'"].endswith("PASS |")
+    assert row[f"full beats '{ladder.DANN}'"].endswith("FAIL |")  # 120 vs 119
 
 
 def test_a_missing_run_makes_its_checks_not_applicable(tmp_path):
-    names = [r.name for r in ladder.rows()]
     results = _ladder_results(tmp_path, {})
-    results[4] = (results[4][0], [report.Run("x", {"status": "failed", "error": "boom"})])
+    i = [row.name for row, _ in results].index(ladder.FULL)
+    results[i] = (results[i][0], [report.Run("x", {"status": "failed", "error": "boom"})])
     lines = ladder.write_checks(results, tmp_path).markdown()
-    assert "| full PA-MPJPE ≤ 0.6 × source-only | – vs 0.6 × 150.0 mm | n/a |" in lines
-    assert f"| '{names[1]}' improves on '{names[0]}' | 150.0 mm vs 150.0 mm (gain +0.0 mm, seed sd 0.0 mm) | n/a |" in lines
+    assert "| full PA-MPJPE ≤ 0.85 × source-only | – vs 0.85 × 150.0 mm | n/a |" in lines
+    assert f"| '{ladder.ANCHORS_ONLY}' improves on '{ladder.SOURCE}' | 150.0 mm vs 150.0 mm (gain +0.0 mm, seed sd 0.0 mm) | FAIL |" in lines
+    rows_run = ladder.select_rows(["source_only", "dann_feature_adversarial"])
+    assert [r.name for r in rows_run] == [ladder.SOURCE, ladder.DANN]
+    with pytest.raises(SystemExit, match="unknown"):
+        ladder.select_rows(["no_such_row"])
 
 
 @pytest.mark.wandb
@@ -156,3 +169,25 @@ def test_launch_runs_nothing_when_every_job_completed(tmp_path):
     assert not (tmp_path / launch.LAUNCH_LOG).exists()  # no multirun was started
     with pytest.raises(ValueError, match="job names must use letters, digits"):
         launch.launch([launch.Job("a,b", ())], tmp_path)
+
+
+def test_ladder_curves_read_each_runs_csv_log_and_make_one_figure(tmp_path):
+    """The per-round loss and pose-spread curves come from each run's Lightning CSV log, rows without
+    the key (other metrics logged at the same step) skipped; a row without a log is left out."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    rows = ladder.rows()
+    jobs = _write_runs(tmp_path, {"full/seed_1": {"status": "completed"}, "source/seed_1": {"status": "completed"}})
+    logger = CSVLogger(launch.run_dir(tmp_path, "full/seed_1"), name="csv", version="")
+    for step in range(3):
+        logger.log_metrics({"train/loss": 1.0 / (step + 1), "train/pose_spread_mm": 200.0 - step}, step=step)
+    logger.log_metrics({"test/pa_mpjpe": 150.0}, step=3)
+    logger.save()
+    curves = ladder.training_curves(launch.run_dir(tmp_path, "full/seed_1"))
+    assert curves["train/loss"][0].tolist() == [0, 1, 2]
+    assert curves["train/loss"][1].tolist() == pytest.approx([1.0, 0.5, 1 / 3])
+    assert curves["train/pose_spread_mm"][1].tolist() == [200.0, 199.0, 198.0]
+    assert ladder.training_curves(launch.run_dir(tmp_path, "source/seed_1")) == {}
+    runs = report.collect(jobs, tmp_path)
+    path = ladder.write_curves([(rows[5], [runs["full/seed_1"]]), (rows[0], [runs["source/seed_1"]])], tmp_path)
+    assert path == tmp_path / "figures" / "curves.png" and path.stat().st_size > 0

@@ -342,3 +342,15 @@ def test_project_codes_compares_the_prior_projection_of_gs_codes(upstream):
     frames = raw[0, :4]
     with torch.no_grad():
         torch.testing.assert_close(model.predict_pose(frames), upstream["source"].predict_pose(frames))
+
+
+@pytest.mark.parametrize("baseline", ["pseudo_label", "dann", "oracle"])
+def test_synthetic_baselines_adapt_the_parts_stage_e_adapts(compose_cfg, baseline):
+    """The synthetic benchmark compares methods on one parameter set: every baseline (the oracle bound
+    included) trains the parts stage E trains, the blocks after the shared frozen prefix, on the same
+    paired batches."""
+    full = compose_cfg(["experiment=posedistill/synthetic_adapt_demo"])
+    other = compose_cfg([f"experiment=posedistill/synthetic_{baseline}_demo"])
+    assert list(full.model.trainable) == ["block3", "block4", "block5", "embed"]
+    assert list(other.model.trainable) == list(full.model.trainable)
+    assert other.data == full.data and full.data._target_ == "posedistill.data.PairedClipDataModule"

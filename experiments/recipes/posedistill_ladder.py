@@ -244,18 +244,20 @@ def write_curves(results: Results, out: Path) -> Optional[Path]:
     logged = [(row, cs) for row, cs in logged if any(cs)]
     if not logged:
         return None
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(6 * len(CURVES), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(6 * len(CURVES), 4.5), squeeze=False)
     colours = plt.get_cmap("tab20")
+    legend = {}  # row name -> one of its lines
     for i, (row, per_seed) in enumerate(logged):
-        for j, curves in enumerate(per_seed):
+        for curves in per_seed:
             for ax, key in zip(axes[0], CURVES):
                 if key in curves:
-                    ax.plot(*curves[key], color=colours(i % 20), lw=1, alpha=0.8, label=row.name if j == 0 else None)
+                    (line,) = ax.plot(*curves[key], color=colours(i % 20), lw=1, alpha=0.8)
+                    legend.setdefault(row.name, line)
     for ax, key in zip(axes[0], CURVES):
-        ax.set_xlabel("optimiser step")
+        ax.set_xlabel("round (training batch)")
         ax.set_title(key, fontsize=9)
-    axes[0, -1].legend(fontsize=6, loc="best")
-    fig.tight_layout()
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 + 0.035 * ((len(legend) + 2) // 3), 1, 1))
     path = out / "figures" / "curves.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -46,17 +46,18 @@ SYNTHETIC_EXPERIMENT = CONFIGS / "experiment/posedistill/synthetic_adapt.yaml"
 SYNTHETIC_KEYS = ("lcr_frames", "hcr_windows", "augment")
 
 
-def synthetic_settings() -> dict:
-    """The stage E settings of the synthetic experiments that change the cost of a batch."""
+def synthetic_settings(keys: tuple[str, ...] = SYNTHETIC_KEYS) -> dict:
+    """The stage E settings ``keys`` of the synthetic experiments' model config (by default those that
+    change the cost of a batch)."""
     cfg = OmegaConf.to_container(OmegaConf.load(SYNTHETIC_CONFIG))
-    return {k: cfg[k] for k in SYNTHETIC_KEYS}
+    return {k: cfg[k] for k in keys}
 
 
 def synthetic_full_method() -> dict:
-    """The synthetic full method's anchors and trainable parts (its model config and experiment)."""
-    anchors = OmegaConf.load(SYNTHETIC_CONFIG).anchors
+    """The synthetic full method: :func:`synthetic_settings` with its anchors, and its experiment's
+    trainable parts."""
     trainable = OmegaConf.load(SYNTHETIC_EXPERIMENT).model.trainable
-    return {"anchors": list(anchors), "trainable": list(trainable), **synthetic_settings()}
+    return {**synthetic_settings((*SYNTHETIC_KEYS, "anchors")), "trainable": list(trainable)}
 
 
 def build_adapt(trainable=("block3",), **settings) -> AdaptStage:

@@ -298,8 +298,8 @@ def write_figures(results: Results, out: Path, n: int = 4) -> list[Path]:
         fig.tight_layout()
         fig.savefig(fig_dir / "pa_mpjpe.png", dpi=120)
         plt.close(fig)
-    write_curves(results, out)
-    return [p for p in (fig_dir / "skeletons.png", fig_dir / "pa_mpjpe.png", fig_dir / "curves.png") if p.is_file()]
+    curves = write_curves(results, out)
+    return [p for p in (fig_dir / "skeletons.png", fig_dir / "pa_mpjpe.png", curves) if p is not None and p.is_file()]
 
 
 def main(argv: Optional[list[str]] = None) -> Path:

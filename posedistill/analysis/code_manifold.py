@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 
 from posedistill import metrics as pose_metrics
-from posedistill.data import split_paired
 from posedistill.skeleton import flip_pose
 
 CODE_SETS = ("g", "prior")
@@ -39,8 +38,7 @@ def load_test_clips(datamodule, n_clips: int, seq_len: int) -> tuple[torch.Tenso
     if hasattr(datamodule, "setup"):
         datamodule.setup("test")
     images, poses, n = [], [], 0
-    for batch in datamodule.test_dataloader():
-        clips = split_paired(batch)[0]
+    for clips in datamodule.test_dataloader():  # ClipBatch
         if clips.images.ndim != 5:
             raise ValueError(f"code_manifold needs test clips (B, T, C, H, W), got images {tuple(clips.images.shape)}")
         if clips.images.shape[1] < seq_len:

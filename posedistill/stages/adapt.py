@@ -26,10 +26,10 @@ slow-backward, HCR) compare z̃ = E_p(D_p(G(x))) instead of G(x) (differentiable
 Faithfulness audit (tags as in the spec: [paper], [code], [decision]):
 
 1. Unpaired 3D pose sequences (§3.1.1, §3.3.2, eqs. (2)–(3); spec §1.1, §5.3): in the paper they enter
-   stage E only through the frozen modules learned on them: E_p/D_p (stage A), E_m on E_p codes of 30-frame 30 FPS
-   sequences (stage B), and T^z_r / T^v_r (stage C: T^z regresses E_p(T^y(y)) from E_p(y), T^v regresses
-   E_m(E_p(T^Y(Y))) from E_m(E_p(Y))). Eqs. (2)–(3) then ask the same relation of G's codes of the
-   target clips: T^v(E_m(G(X))) ≈ E_m(G(T^X(X))). No term of eq. (4) reads a pose sequence. Matches.
+   stage E only through the frozen modules learned on them: E_p/D_p (stage A), E_m on E_p codes of 30-frame
+   30 FPS sequences (stage B), and T^z_r / T^v_r (stage C: T^z regresses E_p(T^y(y)) from E_p(y), T^v
+   regresses E_m(E_p(T^Y(Y))) from E_m(E_p(Y))). Eqs. (2)–(3) then ask the same relation of G's codes of
+   the target clips: T^v(E_m(G(X))) ≈ E_m(G(T^X(X))). No term of eq. (4) reads a pose sequence. Matches.
    [decision] The ``pose_distribution`` anchor also reads them directly (unpaired poses, no pairing
    with a target clip): G^s never produced the target's pose mix, and the equivariance energies cannot
    teach a pose G does not emit.
@@ -43,18 +43,18 @@ Faithfulness audit (tags as in the spec: [paper], [code], [decision]):
    branches (``flip_stop_grad`` false); flip-backward and slow-backward, eq. (3), detach the positive
    branch E_m(G(X⁺)); LCR/HCR, eq. (1), both branches. Matches.
 4. Distances and normalisation (eqs. (2)–(3) leave ‖·‖ open; spec §10 [code]): mean absolute error over
-   code dimensions and batch, no normalisation by the codes' spread, so the energies also fall by
-   shrinking it, and a static mirror-symmetric code is a fixed point of all three; the anchors counter
-   that (a collapsed G is far, in sliced Wasserstein distance, from the unpaired poses). InfoNCE, eq. (1): with its −log, τ = 0.07, on
-   L2-normalised projection heads, the other anchors as negatives ([code]; §14.6 [decision] all anchors).
-   Matches.
+   code dimensions and batch, no normalisation by the codes' spread, so the energies also fall by shrinking
+   it, and a static mirror-symmetric code is a fixed point of all three; the anchors counter that (a
+   collapsed G is far, in sliced Wasserstein distance, from the unpaired poses). InfoNCE, eq. (1): with its
+   −log, τ = 0.07, on L2-normalised projection heads, the other anchors as negatives ([code]; §14.6
+   [decision] all anchors). Matches.
 5. Latent support (§3.1.2; spec §1.2, §2, §14.1): G ends in box·tanh(h/box) with the prior's box
    (``SourceStage`` passes ``prior.latent_box``), so G(x) stays in [-box, box]^32, the support of the
-   paper's U[-1,1]^32 AAE prior. Neither eq. (4) nor [code]'s adaptation loop has a latent
-   discriminator in stage E; [decision] the ``pose_distribution`` anchor keeps G's *poses* near the
-   unpaired poses' distribution instead (non-adversarial: no discriminator to balance). The paper-preset prior has no z-cycle, so nothing
-   makes E_p(D_p(z)) ≈ z on G's codes, while T^z, E_m and T^v were trained on E_p codes only:
-   ``project_codes`` is the option that compares projected codes [decision].
+   paper's U[-1,1]^32 AAE prior. Neither eq. (4) nor [code]'s adaptation loop has a latent discriminator in
+   stage E; [decision] the ``pose_distribution`` anchor keeps G's *poses* near the unpaired poses'
+   distribution instead (non-adversarial: no discriminator to balance). The paper-preset prior has no
+   z-cycle, so nothing makes E_p(D_p(z)) ≈ z on G's codes, while T^z, E_m and T^v were trained on E_p codes
+   only: ``project_codes`` is the option that compares projected codes [decision].
 6. Trainable set (§3.1.3; spec §7): block3 (the Res-3 analogue) plus the contrastive heads. Matches
    (the default). [decision] The synthetic experiments train blocks 3-5 and the embedding head: on the
    5-block G the oracle restricted to block3 stays near source-only, so no energy on it could show

@@ -31,8 +31,9 @@ Faithfulness audit (tags as in the spec: [paper], [code], [decision]):
    regresses E_m(E_p(T^Y(Y))) from E_m(E_p(Y))). Eqs. (2)–(3) then ask the same relation of G's codes of
    the target clips: T^v(E_m(G(X))) ≈ E_m(G(T^X(X))). No term of eq. (4) reads a pose sequence. Matches.
    [decision] The ``pose_distribution`` anchor also reads them directly (unpaired poses, no pairing
-   with a target clip): G^s never produced the target's pose mix, and the equivariance energies cannot
-   teach a pose G does not emit.
+   with a target clip): G^s never saw the target's camera elevations (nor, with ``data.source_mix=A``, its
+   actions), and the equivariance energies cannot teach a pose G does not emit. The synthetic source
+   renders the target's action mix, so its gap is appearance and camera ([decision], issue 24).
    Difference found and fixed: T^v_flip_backward was regressed on double-speed anchors ``raw[::2]``
    (``data/transforms.py`` ``motion_pair``) but applied here to the native-speed clip ``raw[:, :seq_len]``;
    the paper's sequences are 30 frames at 30 FPS (§3.1.3) and [code] trains flip-backward on native

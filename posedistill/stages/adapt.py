@@ -16,7 +16,9 @@ Energies (spec §5, eq. (4)); which ones are on is ``energies`` (a list, in roun
 Anchors (not the paper's energies; terms against drift and collapse, stepped after the energies in
 the same round robin); which ones are on is ``anchors``; data: ``posedistill.data.PairedClipDataModule``:
 
-- ``source``: mean |D_p(G(x^s)) − y^s| on the round's labelled *source* batch (stage D's loss).
+- ``source``: mean |D_p(G(x^s)) − y^s| on the round's labelled *source* batch (stage D's loss);
+  ``source_view``: on the source images' pose-invariant augmented views (the positives' blur, noise, crop
+  jitter and colour changes: the nuisance factors that differ on the target) instead of the images.
 - ``pose_distribution``: the sliced Wasserstein distance (``losses.distribution``) between G's poses
   D_p(G(x)) on the round's target frames and the round's unpaired 3D poses (stage A's pool).
 
@@ -147,6 +149,7 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         adapt_norm_stats: bool = False,
         flip_stop_grad: bool = False,
         project_codes: bool = False,
+        source_view: bool = False,
         distribution_directions: int = 64,
         head_hidden: Sequence[int] = (512, 256),
         head_dim: int = 128,
@@ -237,7 +240,8 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         make = {"raw": lambda: prefix(raw[:, :n_raw]), "flipped": lambda: prefix(clip.flip(-1)),
                 "view": lambda: prefix(self._view(raw[:, :n_view]))}
         if source is not None:  # (N, C, H, W) → (N, 1, C', H', W')
-            make["source"] = lambda: prefix(source.images[:, None])
+            source_images = lambda: self._view(source.images) if self.hparams.source_view else source.images  # noqa: E731
+            make["source"] = lambda: prefix(source_images()[:, None])
         return PrefixFeatures(make, None if source is None else source.poses,
                               None if unpaired is None else unpaired.poses.flatten(0, -3))  # (M, J, 3)
 

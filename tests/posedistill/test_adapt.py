@@ -294,6 +294,25 @@ def test_source_anchor_is_the_source_l1_on_the_rounds_labelled_source_batch(upst
         model.energy("source", model.prefix_features(tgt.images))
 
 
+def test_source_view_anchor_fits_the_source_labels_on_augmented_source_images(upstream):
+    """``source_view``: the source anchor is the source L1 on the images' pose-invariant augmented views,
+    drawn from the stage's seeded generator (the same draw as an independent copy of it), not on the
+    images themselves."""
+    from posedistill.losses.contrastive import pose_invariant_augment
+    from tests.posedistill.conftest import image_batch
+
+    augment = {"blur": (0.5, 1.0), "translate": 0.08, "noise_std": 0.05}
+    model = AdaptStage(upstream, energies=[], anchors=["source"], source_view=True, augment=augment)
+    src, tgt = image_batch(4), clip_batch(2)
+    gen = torch.Generator().set_state(model._gen.get_state())
+    with torch.no_grad():
+        loss = model.energy("source", model.prefix_features(tgt.images, source=src))
+        expected = (model.predict_pose(pose_invariant_augment(src.images, gen, **augment)) - src.poses).abs().mean()
+        plain = (model.predict_pose(src.images) - src.poses).abs().mean()
+    torch.testing.assert_close(loss, expected)
+    assert not torch.isclose(loss, plain)
+
+
 def test_pose_distribution_anchor_is_the_sliced_wasserstein_to_the_rounds_unpaired_poses(upstream):
     """energies with ``pose_distribution``: the sliced Wasserstein distance between D_p(G(x)) on the
     round's target frames and the round's unpaired poses, along directions from the stage's seeded

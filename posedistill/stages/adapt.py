@@ -239,9 +239,8 @@ class AdaptStage(UpstreamMixin, PoseEvalModule):
         clip = raw[:, :length]
         make = {"raw": lambda: prefix(raw[:, :n_raw]), "flipped": lambda: prefix(clip.flip(-1)),
                 "view": lambda: prefix(self._view(raw[:, :n_view]))}
-        if source is not None:  # (N, C, H, W) → (N, 1, C', H', W')
-            source_images = lambda: self._view(source.images) if self.hparams.source_view else source.images  # noqa: E731
-            make["source"] = lambda: prefix(source_images()[:, None])
+        if source is not None:  # (N, C, H, W) → (N, 1, C', H', W'); with source_view, their augmented views
+            make["source"] = lambda: prefix((self._view(source.images) if self.hparams.source_view else source.images)[:, None])
         return PrefixFeatures(make, None if source is None else source.poses,
                               None if unpaired is None else unpaired.poses.flatten(0, -3))  # (M, J, 3)
 
